@@ -1,0 +1,99 @@
+//! The transactional outbox: append inside the producer's transaction, read in `seq` order.
+
+use ates_db::{from_micros, to_micros};
+use chrono::{DateTime, Utc};
+use sqlx::{AnyConnection, FromRow};
+
+use crate::NewEvent;
+
+/// Rows per INSERT: seven parameters each keeps a statement far below either backend's limit.
+const CHUNK: usize = 500;
+
+/// Appends `events` in order, a few statements for any number of events.
+pub async fn append(conn: &mut AnyConnection, events: &[NewEvent]) -> Result<(), sqlx::Error> {
+    for chunk in events.chunks(CHUNK) {
+        let mut sql = String::from(
+            "INSERT INTO outbox (id, event_type, version, aggregate_id, payload, occurred_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let p = i * 6;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6
+            ));
+        }
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for event in chunk {
+            query = query
+                .bind(event.id.to_string())
+                .bind(event.event_type)
+                .bind(event.version)
+                .bind(event.aggregate_id.clone())
+                .bind(event.payload.to_string())
+                .bind(to_micros(event.occurred_at));
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// An event as stored.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub id: String,
+    pub event_type: String,
+    pub version: i64,
+    pub aggregate_id: String,
+    pub payload: serde_json::Value,
+    pub occurred_at: DateTime<Utc>,
+}
+
+#[derive(FromRow)]
+struct Row {
+    seq: i64,
+    id: String,
+    event_type: String,
+    version: i64,
+    aggregate_id: String,
+    payload: String,
+    occurred_at: i64,
+}
+
+/// Up to `limit` events after `after_seq`, oldest first.
+pub async fn read_after(
+    conn: &mut AnyConnection,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT seq, id, event_type, version, aggregate_id, payload, occurred_at \
+         FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2",
+    )
+    .bind(after_seq)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(StoredEvent {
+                seq: row.seq,
+                id: row.id,
+                event_type: row.event_type,
+                version: row.version,
+                aggregate_id: row.aggregate_id,
+                payload: serde_json::from_str(&row.payload)
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                occurred_at: from_micros(row.occurred_at),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,86 @@
+//! The one error type at the GraphQL boundary.
+//!
+//! Client errors say what was wrong and carry `extensions.code`; server errors are logged with
+//! their cause and reach the client only as "Internal Server Error".
+
+use std::sync::Arc;
+
+use async_graphql::ErrorExtensions as _;
+use task_domain::TaskError;
+
+///
+/// It deliberately does not implement `Display`: async-graphql turns anything displayable into
+/// an error without extensions, and every error of ours must carry its code.
+#[derive(Debug, Clone)]
+pub enum ApiError {
+    /// No token, or one that is forged, expired or malformed.
+    Unauthenticated,
+    /// A valid token whose popug may not do this.
+    Forbidden(String),
+    /// Arguments that break a rule; nothing was changed.
+    BadUserInput(String),
+    NotFound(String),
+    /// The request contradicts the current state (completing a finished task).
+    Conflict(String),
+    /// A failure of ours; the cause goes to the log only.
+    Internal(Arc<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Forbidden(_) => "FORBIDDEN",
+            Self::BadUserInput(_) => "BAD_USER_INPUT",
+            Self::NotFound(_) => "NOT_FOUND",
+            Self::Conflict(_) => "CONFLICT",
+            Self::Internal(_) => "INTERNAL_SERVER_ERROR",
+        }
+    }
+
+    /// What the client is told.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Unauthenticated => "authentication required: send a valid bearer token".into(),
+            Self::Forbidden(m) | Self::BadUserInput(m) | Self::NotFound(m) | Self::Conflict(m) => {
+                m.clone()
+            }
+            Self::Internal(_) => "Internal Server Error".into(),
+        }
+    }
+
+    /// A failure of ours, described for the log.
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(Arc::from(cause.into()))
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::Forbidden(message.into())
+    }
+}
+
+impl From<TaskError> for ApiError {
+    fn from(error: TaskError) -> Self {
+        match error {
+            TaskError::Invalid(message) => Self::BadUserInput(message),
+            TaskError::NotFound(_) => Self::NotFound(error.to_string()),
+            TaskError::Forbidden(message) => Self::Forbidden(message.into()),
+            TaskError::Deactivated => Self::Forbidden(error.to_string()),
+            TaskError::AlreadyInState { .. } => Self::Conflict(error.to_string()),
+            TaskError::NobodyToAssign => Self::Conflict(error.to_string()),
+            TaskError::Storage(cause) => Self::Internal(Arc::new(cause)),
+        }
+    }
+}
+
+impl From<ApiError> for async_graphql::Error {
+    fn from(error: ApiError) -> Self {
+        if let ApiError::Internal(cause) = &error {
+            tracing::error!(error = %cause, source = ?cause.source(), "request failed");
+        }
+        let code = error.code();
+        async_graphql::Error::new(error.message()).extend_with(|_, e| e.set("code", code))
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

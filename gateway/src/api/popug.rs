@@ -1,0 +1,116 @@
+//! Popugs: `me`, `popugs`, and the loader tasks use for their assignees.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::connection::Connection;
+use async_graphql::dataloader::Loader;
+use async_graphql::{Context, Enum, ID, Object};
+use task_domain::{Popug, PopugId, Popugs, Role, TaskError};
+
+use super::{ApiResult, ContextExt, page};
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(name = "Role")]
+pub enum RoleValue {
+    Admin,
+    Manager,
+    Accountant,
+    /// Every role string other than the three above: an ordinary popug.
+    Worker,
+}
+
+impl From<Role> for RoleValue {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Admin => Self::Admin,
+            Role::Manager => Self::Manager,
+            Role::Accountant => Self::Accountant,
+            Role::Worker => Self::Worker,
+        }
+    }
+}
+
+impl From<RoleValue> for Role {
+    fn from(role: RoleValue) -> Self {
+        match role {
+            RoleValue::Admin => Self::Admin,
+            RoleValue::Manager => Self::Manager,
+            RoleValue::Accountant => Self::Accountant,
+            RoleValue::Worker => Self::Worker,
+        }
+    }
+}
+
+/// An employee of UberPopug Inc., as the auth service describes them.
+pub struct PopugObject(pub Popug);
+
+#[Object(name = "Popug")]
+impl PopugObject {
+    async fn id(&self) -> ID {
+        ID(self.0.id.0.clone())
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    async fn email(&self) -> Option<&str> {
+        self.0.email.as_deref()
+    }
+
+    async fn role(&self) -> RoleValue {
+        self.0.role.into()
+    }
+
+    /// False once the auth service deactivated the popug: it can no longer act or be assigned.
+    async fn active(&self) -> bool {
+        self.0.active
+    }
+}
+
+#[derive(Default)]
+pub struct PopugQuery;
+
+#[Object]
+impl PopugQuery {
+    /// The popug the token belongs to, created from its claims on first sight.
+    async fn me(&self, ctx: &Context<'_>) -> ApiResult<PopugObject> {
+        Ok(PopugObject(ctx.actor()?.clone()))
+    }
+
+    /// Everyone, ordered by id. For admins, managers and accountants.
+    async fn popugs(
+        &self,
+        ctx: &Context<'_>,
+        role: Option<RoleValue>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<Connection<String, PopugObject>> {
+        ctx.actor_in(&[Role::Admin, Role::Manager, Role::Accountant], "list popugs")?;
+        let request = page::request(first, after)?;
+        let found = ctx.popugs().list(role.map(Role::from), &request).await?;
+        Ok(page::connection(found, &request, |p| p.id.0.clone(), PopugObject))
+    }
+}
+
+/// Batches the popugs a response needs into one query.
+pub struct PopugLoader {
+    popugs: Popugs,
+}
+
+impl PopugLoader {
+    pub fn new(popugs: Popugs) -> Self {
+        Self { popugs }
+    }
+}
+
+impl Loader<PopugId> for PopugLoader {
+    type Value = Popug;
+    type Error = Arc<TaskError>;
+
+    async fn load(&self, keys: &[PopugId]) -> Result<HashMap<PopugId, Popug>, Self::Error> {
+        let found = self.popugs.by_ids(keys).await.map_err(Arc::new)?;
+        Ok(found.into_iter().map(|p| (p.id.clone(), p)).collect())
+    }
+}

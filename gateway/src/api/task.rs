@@ -1,0 +1,194 @@
+//! Tasks: queries, and the New Task, Complete Task and Shuffle Tasks processes.
+
+use async_graphql::connection::Connection;
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use task_domain::{NewTask, PopugId, Role, Task, TaskFilter, TaskId, TaskStatus};
+
+use super::popug::PopugObject;
+use super::{ApiError, ApiResult, ContextExt, page};
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(name = "TaskStatus")]
+pub enum TaskStatusValue {
+    Open,
+    Done,
+}
+
+impl From<TaskStatus> for TaskStatusValue {
+    fn from(status: TaskStatus) -> Self {
+        match status {
+            TaskStatus::Open => Self::Open,
+            TaskStatus::Done => Self::Done,
+        }
+    }
+}
+
+impl From<TaskStatusValue> for TaskStatus {
+    fn from(status: TaskStatusValue) -> Self {
+        match status {
+            TaskStatusValue::Open => Self::Open,
+            TaskStatusValue::Done => Self::Done,
+        }
+    }
+}
+
+pub struct TaskObject(pub Task);
+
+#[Object(name = "Task")]
+impl TaskObject {
+    async fn id(&self) -> ID {
+        ID(self.0.id.0.clone())
+    }
+
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+
+    /// The tracker key, e.g. `UBERPOP-42`.
+    async fn jira_id(&self) -> Option<&str> {
+        self.0.jira_id.as_deref()
+    }
+
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+
+    async fn status(&self) -> TaskStatusValue {
+        self.0.status.into()
+    }
+
+    async fn assignee(&self, ctx: &Context<'_>) -> ApiResult<PopugObject> {
+        load_popug(ctx, &self.0.assignee_id).await
+    }
+
+    async fn created_by(&self, ctx: &Context<'_>) -> ApiResult<PopugObject> {
+        load_popug(ctx, &self.0.created_by).await
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn completed_at(&self) -> Option<DateTime<Utc>> {
+        self.0.completed_at
+    }
+}
+
+async fn load_popug(ctx: &Context<'_>, id: &PopugId) -> ApiResult<PopugObject> {
+    let popug = ctx
+        .popug_loader()
+        .load_one(id.clone())
+        .await
+        .map_err(ApiError::Internal)?
+        .ok_or_else(|| {
+            ApiError::internal(format!("task refers to popug {id}, which is not in the replica"))
+        })?;
+    Ok(PopugObject(popug))
+}
+
+#[derive(InputObject)]
+pub struct CreateTaskInput {
+    /// What to do. Must not contain `[` or `]`: the tracker key goes in `jiraId`.
+    pub title: String,
+    /// The tracker key, e.g. `UBERPOP-42`.
+    pub jira_id: Option<String>,
+    #[graphql(default)]
+    pub description: String,
+}
+
+#[derive(SimpleObject)]
+pub struct ShuffleResult {
+    /// Open tasks drawn anew; each draw is an assignment, even onto the same popug.
+    pub reassigned: i32,
+    /// Draws that landed on another popug than before.
+    pub moved: i32,
+}
+
+#[derive(Default)]
+pub struct TaskQuery;
+
+#[Object]
+impl TaskQuery {
+    async fn task(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<TaskObject>> {
+        ctx.actor()?;
+        Ok(ctx.tracker().get(&TaskId(id.0)).await?.map(TaskObject))
+    }
+
+    /// Tasks, newest first.
+    async fn tasks(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<TaskStatusValue>,
+        assignee_id: Option<ID>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<Connection<String, TaskObject>> {
+        ctx.actor()?;
+        let filter = TaskFilter {
+            status: status.map(Into::into),
+            assignee_id: assignee_id.map(|id| PopugId(id.0)),
+        };
+        list(ctx, filter, first, after).await
+    }
+
+    /// The caller's own tasks, newest first.
+    async fn my_tasks(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<TaskStatusValue>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<Connection<String, TaskObject>> {
+        let actor = ctx.actor()?;
+        let filter = TaskFilter {
+            status: status.map(Into::into),
+            assignee_id: Some(actor.id.clone()),
+        };
+        list(ctx, filter, first, after).await
+    }
+}
+
+async fn list(
+    ctx: &Context<'_>,
+    filter: TaskFilter,
+    first: Option<i32>,
+    after: Option<String>,
+) -> ApiResult<Connection<String, TaskObject>> {
+    let request = page::request(first, after)?;
+    let found = ctx.tracker().list(&filter, &request).await?;
+    Ok(page::connection(found, &request, |t| t.id.0.clone(), TaskObject))
+}
+
+#[derive(Default)]
+pub struct TaskMutation;
+
+#[Object]
+impl TaskMutation {
+    /// Creates a task and assigns it at once to a random popug who is neither admin nor manager.
+    async fn create_task(&self, ctx: &Context<'_>, input: CreateTaskInput) -> ApiResult<TaskObject> {
+        let actor = ctx.actor()?.actor();
+        let new = NewTask {
+            title: input.title,
+            jira_id: input.jira_id,
+            description: input.description,
+        };
+        Ok(TaskObject(ctx.tracker().create(&actor, new).await?))
+    }
+
+    /// Completes a task of the caller's.
+    async fn complete_task(&self, ctx: &Context<'_>, id: ID) -> ApiResult<TaskObject> {
+        let actor = ctx.actor()?.actor();
+        Ok(TaskObject(ctx.tracker().complete(&actor, &TaskId(id.0)).await?))
+    }
+
+    /// Draws every open task anew. For admins and managers.
+    async fn shuffle_tasks(&self, ctx: &Context<'_>) -> ApiResult<ShuffleResult> {
+        let actor = ctx.actor_in(&[Role::Admin, Role::Manager], "shuffle tasks")?.actor();
+        let outcome = ctx.tracker().shuffle(&actor).await?;
+        Ok(ShuffleResult {
+            reassigned: i32::try_from(outcome.reassigned).unwrap_or(i32::MAX),
+            moved: i32::try_from(outcome.moved).unwrap_or(i32::MAX),
+        })
+    }
+}

@@ -1,0 +1,9 @@
+//! The aTES gateway: GraphQL over the task and accounting domains.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+
+pub use app::App;
+pub use config::Config;

@@ -1,0 +1,121 @@
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use gateway::auth::Claims;
+use gateway::{App, Config, api, app};
+use tracing_subscriber::EnvFilter;
+
+/// aTES: the task tracker and accounting system of UberPopug Inc.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the GraphQL API (the default).
+    Serve,
+    /// Print the GraphQL schema (SDL).
+    Schema,
+    /// Print a token signed with the configured secret, for trying the API.
+    Token {
+        /// admin, manager, accountant, or any other string for an ordinary popug.
+        #[arg(long, default_value = "worker")]
+        role: String,
+        #[arg(long)]
+        name: String,
+        /// The popug's id; a new UUID when omitted.
+        #[arg(long)]
+        sub: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        /// Lifetime of the token.
+        #[arg(long, default_value_t = 24)]
+        hours: i64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(cli.config).await,
+        Command::Schema => {
+            print!("{}", api::export_sdl());
+            Ok(())
+        }
+        Command::Token {
+            role,
+            name,
+            sub,
+            email,
+            hours,
+        } => {
+            let (auth, _) = app::authenticator(&cli.config)?;
+            let now = chrono::Utc::now().timestamp();
+            let claims = Claims {
+                sub: sub.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                exp: now + hours * 3600,
+                iat: Some(now),
+                name: Some(name),
+                email,
+                role: Some(role),
+                iss: cli.config.jwt_issuer.clone(),
+                aud: cli.config.jwt_audience.clone(),
+            };
+            let token = auth
+                .sign(&claims)
+                .context("tokens are verified with a public key here: the auth service issues them")??;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()))
+        .init();
+    let app = App::build(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    if app.dev_secret {
+        tracing::warn!(
+            "NO ATES_JWT_SECRET CONFIGURED: tokens are checked against a development secret \
+             generated in {}. Set ATES_JWT_SECRET to the auth service's secret in production.",
+            config.data_dir.join("dev-jwt-secret").display()
+        );
+    }
+    println!("aTES gateway on http://{addr}");
+    println!("  GraphiQL:  http://{addr}/graphql");
+    println!("  a token:   cargo run -p gateway -- token --role admin --name Alice");
+    println!("  then send it as 'Authorization: Bearer <token>'");
+    axum::serve(listener, app.router())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler succeeds at start-up");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    // Give in-flight responses a moment; the full drain arrives with the operability issue.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}

@@ -1,0 +1,16 @@
+//! The task tracker: tasks, their assignment to popugs, shuffles and completion.
+//!
+//! It knows nothing of GraphQL, HTTP or accounting. Every change it makes writes its events
+//! (`ates-events`) to the outbox in the same transaction, for accounting and subscribers.
+
+mod error;
+mod page;
+mod popug;
+mod task;
+mod tracker;
+
+pub use error::TaskError;
+pub use page::{Page, PageRequest};
+pub use popug::{Actor, Popug, PopugClaims, PopugId, Popugs, Role};
+pub use task::{NewTask, Task, TaskFilter, TaskId, TaskStatus};
+pub use tracker::{ShuffleOutcome, Tracker};

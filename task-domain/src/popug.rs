@@ -1,0 +1,226 @@
+//! The replica of the auth service's popugs that assignment needs.
+
+use std::fmt;
+
+use ates_db::{Db, to_micros};
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+
+use crate::{Page, PageRequest, TaskError};
+
+/// A popug's id: the `sub` the auth service gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PopugId(pub String);
+
+impl fmt::Display for PopugId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a popug may do. Role strings the auth service invents later are ordinary popugs:
+/// an unknown claim never grants more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Admin,
+    Manager,
+    Accountant,
+    Worker,
+}
+
+impl Role {
+    pub fn from_claim(claim: &str) -> Self {
+        match claim.trim().to_ascii_lowercase().as_str() {
+            "admin" => Self::Admin,
+            "manager" => Self::Manager,
+            "accountant" => Self::Accountant,
+            _ => Self::Worker,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Manager => "manager",
+            Self::Accountant => "accountant",
+            Self::Worker => "worker",
+        }
+    }
+
+    /// Tasks go to everyone but the people who hand them out.
+    pub fn is_assignable(self) -> bool {
+        !matches!(self, Self::Admin | Self::Manager)
+    }
+
+    pub fn may_shuffle(self) -> bool {
+        matches!(self, Self::Admin | Self::Manager)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Popug {
+    pub id: PopugId,
+    pub name: String,
+    pub email: Option<String>,
+    pub role: Role,
+    pub active: bool,
+}
+
+impl Popug {
+    pub fn actor(&self) -> Actor {
+        Actor {
+            id: self.id.clone(),
+            role: self.role,
+        }
+    }
+}
+
+/// Who is acting, as the replica knows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub id: PopugId,
+    pub role: Role,
+}
+
+/// What a token (or, later, the auth service) says about a popug, and since when.
+#[derive(Debug, Clone)]
+pub struct PopugClaims {
+    pub id: PopugId,
+    pub name: String,
+    pub email: Option<String>,
+    pub role: Role,
+    /// When the claims were issued; claims older than the replica's last change are ignored.
+    pub issued_at: DateTime<Utc>,
+}
+
+#[derive(FromRow)]
+pub(crate) struct PopugRow {
+    id: String,
+    name: String,
+    email: Option<String>,
+    role: String,
+    changed_at: i64,
+    deactivated_at: Option<i64>,
+}
+
+impl From<PopugRow> for Popug {
+    fn from(row: PopugRow) -> Self {
+        Self {
+            id: PopugId(row.id),
+            name: row.name,
+            email: row.email,
+            role: Role::from_claim(&row.role),
+            active: row.deactivated_at.is_none(),
+        }
+    }
+}
+
+const COLUMNS: &str = "id, name, email, role, changed_at, deactivated_at";
+
+/// The popug replica.
+#[derive(Clone)]
+pub struct Popugs {
+    db: Db,
+}
+
+impl Popugs {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Makes the replica agree with fresh claims and returns the popug as the replica now has
+    /// it. Creates the popug on first sight; refreshes it only with claims issued after its
+    /// last change, so a stale token brings back neither an old role nor a deactivated popug.
+    /// A popug whose claims did not change costs one read.
+    pub async fn sync(&self, claims: &PopugClaims) -> Result<Popug, TaskError> {
+        let issued = to_micros(claims.issued_at);
+        let current = self.row(&claims.id).await?;
+        match current {
+            Some(row) if !is_refresh(&row, claims, issued) => {
+                if row.deactivated_at.is_some() {
+                    return Err(TaskError::Deactivated);
+                }
+                return Ok(row.into());
+            }
+            _ => {}
+        }
+        sqlx::query(
+            "INSERT INTO popugs (id, name, email, role, changed_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email, \
+             role = excluded.role, changed_at = excluded.changed_at \
+             WHERE popugs.changed_at < excluded.changed_at AND popugs.deactivated_at IS NULL",
+        )
+        .bind(claims.id.0.clone())
+        .bind(claims.name.clone())
+        .bind(claims.email.clone())
+        .bind(claims.role.as_str())
+        .bind(issued)
+        .execute(self.db.pool())
+        .await?;
+        let popug: Popug = self
+            .row(&claims.id)
+            .await?
+            .ok_or_else(|| TaskError::NotFound(claims.id.0.clone()))?
+            .into();
+        if !popug.active {
+            return Err(TaskError::Deactivated);
+        }
+        Ok(popug)
+    }
+
+    async fn row(&self, id: &PopugId) -> Result<Option<PopugRow>, TaskError> {
+        let sql = format!("SELECT {COLUMNS} FROM popugs WHERE id = $1");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id.0.clone())
+            .fetch_optional(self.db.pool())
+            .await?)
+    }
+
+    pub async fn get(&self, id: &PopugId) -> Result<Option<Popug>, TaskError> {
+        Ok(self.row(id).await?.map(Popug::from))
+    }
+
+    /// The popugs with these ids, in no particular order; unknown ids are left out.
+    pub async fn by_ids(&self, ids: &[PopugId]) -> Result<Vec<Popug>, TaskError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders = (1..=ids.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT {COLUMNS} FROM popugs WHERE id IN ({placeholders})");
+        let mut query = sqlx::query_as::<_, PopugRow>(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            query = query.bind(id.0.clone());
+        }
+        let rows = query.fetch_all(self.db.pool()).await?;
+        Ok(rows.into_iter().map(Popug::from).collect())
+    }
+
+    /// Popugs ordered by id, optionally of one role.
+    pub async fn list(&self, role: Option<Role>, page: &PageRequest) -> Result<Page<Popug>, TaskError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM popugs WHERE ($1 IS NULL OR role = $1) AND ($2 IS NULL OR id > $2) \
+             ORDER BY id LIMIT $3"
+        );
+        let rows: Vec<PopugRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(role.map(Role::as_str))
+            .bind(page.after.clone())
+            .bind(page.first as i64 + 1)
+            .fetch_all(self.db.pool())
+            .await?;
+        Ok(Page::from_overfetch(
+            rows.into_iter().map(Popug::from).collect(),
+            page.first,
+        ))
+    }
+}
+
+fn is_refresh(row: &PopugRow, claims: &PopugClaims, issued: i64) -> bool {
+    let differs = row.name != claims.name
+        || row.email != claims.email
+        || Role::from_claim(&row.role) != claims.role;
+    differs && issued > row.changed_at && row.deactivated_at.is_none()
+}
+
