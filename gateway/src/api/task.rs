@@ -80,7 +80,7 @@ async fn load_popug(ctx: &Context<'_>, id: &PopugId) -> ApiResult<PopugObject> {
         .popug_loader()
         .load_one(id.clone())
         .await
-        .map_err(ApiError::Internal)?
+        .map_err(|e| ApiError::Internal(e))?
         .ok_or_else(|| {
             ApiError::internal(format!("task refers to popug {id}, which is not in the replica"))
         })?;

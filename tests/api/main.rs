@@ -1,0 +1,11 @@
+//! Black-box tests of the running gateway: each starts the real server on 127.0.0.1:0 against a
+//! fresh, migrated database and talks HTTP to it. Every test runs on a SQLite file, and on
+//! PostgreSQL when `TEST_DATABASE_URL` names a server (each test gets its own database there).
+
+mod helpers;
+
+mod auth;
+mod concurrency;
+mod popugs;
+mod schema;
+mod tasks;
