@@ -1,5 +1,15 @@
-//! Accounting: prices, accounts, the common audit log and end-of-day payouts.
+//! Accounting: prices, accounts and the common audit log.
 //!
 //! It consumes the task events from the outbox (`ates-events`) and never depends on
-//! `task-domain`. Its first capability arrives with the accounting issue; until then this crate
-//! only holds the place the workspace was designed with.
+//! `task-domain`: a task and a popug are ids here. Each event is handled once, whatever the
+//! number of deliveries: the effect and the record that it happened share one transaction.
+
+mod audit_log;
+mod error;
+mod ledger;
+mod prices;
+
+pub use audit_log::{EntryKind, LogEntry, LogFilter, LogPage};
+pub use error::AccountingError;
+pub use ledger::{CONSUMER, Ledger};
+pub use prices::Prices;

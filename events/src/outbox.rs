@@ -9,8 +9,26 @@ use crate::NewEvent;
 /// Rows per INSERT: seven parameters each keeps a statement far below either backend's limit.
 const CHUNK: usize = 500;
 
+/// Key of the PostgreSQL advisory lock that orders outbox writers.
+const APPEND_LOCK: i64 = 0x0A7E_5001;
+
 /// Appends `events` in order, a few statements for any number of events.
+///
+/// Consumers follow `seq` and never look back, so a row must not become visible after a row
+/// with a higher `seq`. On PostgreSQL identities are handed out before commit, in no commit
+/// order; the transaction therefore takes a lock that it holds until it commits, so writers
+/// append (and commit) one after another. Call it last in the transaction: the lock is held
+/// from here to the commit. SQLite has one writer at a time already.
 pub async fn append(conn: &mut AnyConnection, events: &[NewEvent]) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    if conn.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(APPEND_LOCK)
+            .execute(&mut *conn)
+            .await?;
+    }
     for chunk in events.chunks(CHUNK) {
         let mut sql = String::from(
             "INSERT INTO outbox (id, event_type, version, aggregate_id, payload, occurred_at) VALUES ",

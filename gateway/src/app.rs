@@ -2,24 +2,27 @@
 
 use std::sync::Arc;
 
+use accounting_domain::Ledger;
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use ates_db::Db;
+use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
-use axum::Router;
 use task_domain::{Popugs, TaskError, Tracker};
 
-use crate::api::{self, AtesSchema, Session};
+use crate::accounting::Accounting;
+use crate::api::{self, AtesSchema, Loaders, Services, Session};
 use crate::auth::{self, Authenticator};
+use crate::calendar::Calendar;
 use crate::config::Config;
 
 #[derive(Clone)]
 pub struct AppState {
     schema: AtesSchema,
-    popugs: Popugs,
+    services: Services,
     auth: Arc<Authenticator>,
     db: Db,
 }
@@ -40,12 +43,16 @@ impl App {
         }
         let db = Db::connect(&config.database_url(), config.db_max_connections).await?;
         db.migrate().await?;
-        let popugs = Popugs::new(db.clone());
-        let schema = api::build_schema(Tracker::new(db.clone()), popugs.clone());
+        let services = Services {
+            tracker: Tracker::new(db.clone()),
+            popugs: Popugs::new(db.clone()),
+            accounting: Accounting::spawn(Ledger::new(db.clone())),
+            calendar: Calendar::new(&config.timezone)?,
+        };
         Ok(Self {
             state: AppState {
-                schema,
-                popugs,
+                schema: api::build_schema(services.clone()),
+                services,
                 auth: Arc::new(auth),
                 db,
             },
@@ -71,10 +78,14 @@ pub fn authenticator(config: &Config) -> anyhow::Result<(Authenticator, bool)> {
     Ok((Authenticator::hs256(&secret, config), generated))
 }
 
-async fn graphql(State(app): State<AppState>, headers: HeaderMap, request: GraphQLRequest) -> GraphQLResponse {
+async fn graphql(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> GraphQLResponse {
     let session = app.session(&headers).await;
-    let (session, loader) = api::request_data(&app.popugs, session);
-    let request = request.into_inner().data(session).data(loader);
+    let loaders = Loaders::new(&app.services);
+    let request = request.into_inner().data(session).data(loaders);
     app.schema.execute(request).await.into()
 }
 
@@ -87,7 +98,10 @@ impl AppState {
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim);
         let Some(token) = token else {
             return Session::Rejected;
@@ -99,7 +113,7 @@ impl AppState {
                 return Session::Rejected;
             }
         };
-        match self.popugs.sync(&claims.popug()).await {
+        match self.services.popugs.sync(&claims.popug()).await {
             Ok(popug) => Session::Popug(popug),
             Err(TaskError::Deactivated) => Session::Deactivated,
             Err(error) => {

@@ -82,10 +82,15 @@ impl Authenticator {
     }
 
     pub fn rs256(public_key_pem: &Path, config: &Config) -> anyhow::Result<Self> {
-        let pem = std::fs::read(public_key_pem)
-            .with_context(|| format!("cannot read ATES_JWT_PUBLIC_KEY {}", public_key_pem.display()))?;
+        let pem = std::fs::read(public_key_pem).with_context(|| {
+            format!(
+                "cannot read ATES_JWT_PUBLIC_KEY {}",
+                public_key_pem.display()
+            )
+        })?;
         Ok(Self {
-            decoding: DecodingKey::from_rsa_pem(&pem).context("ATES_JWT_PUBLIC_KEY is not an RSA public key in PEM")?,
+            decoding: DecodingKey::from_rsa_pem(&pem)
+                .context("ATES_JWT_PUBLIC_KEY is not an RSA public key in PEM")?,
             validation: validation(Algorithm::RS256, config),
             encoding: None,
         })
@@ -138,7 +143,17 @@ pub fn load_or_create_dev_secret(config: &Config) -> anyhow::Result<(Vec<u8>, bo
         }
     }
     let secret = hex::encode(rand::random::<[u8; 32]>());
-    std::fs::write(&path, &secret)
+    write_private(&path, secret.as_bytes())
         .with_context(|| format!("cannot write the development secret {}", path.display()))?;
     Ok((secret.into_bytes(), true))
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(contents)
 }

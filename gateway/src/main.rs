@@ -68,9 +68,9 @@ async fn main() -> anyhow::Result<()> {
                 iss: cli.config.jwt_issuer.clone(),
                 aud: cli.config.jwt_audience.clone(),
             };
-            let token = auth
-                .sign(&claims)
-                .context("tokens are verified with a public key here: the auth service issues them")??;
+            let token = auth.sign(&claims).context(
+                "tokens are verified with a public key here: the auth service issues them",
+            )??;
             println!("{token}");
             Ok(())
         }
@@ -79,7 +79,9 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
         .init();
     let app = App::build(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -46,12 +46,13 @@ create table outbox (
 
 create index outbox_by_aggregate on outbox (aggregate_id, seq);
 
-create function outbox_is_append_only() returns trigger language plpgsql as $$
+-- Refuses any UPDATE or DELETE of the table it guards.
+create function refuse_change() returns trigger language plpgsql as $$
 begin
-    raise exception 'the outbox is append-only';
+    raise exception '% is append-only', tg_table_name;
 end;
 $$;
 
 create trigger outbox_append_only
     before update or delete on outbox
-    for each row execute function outbox_is_append_only();
+    for each row execute function refuse_change();

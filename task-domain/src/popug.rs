@@ -199,7 +199,11 @@ impl Popugs {
     }
 
     /// Popugs ordered by id, optionally of one role.
-    pub async fn list(&self, role: Option<Role>, page: &PageRequest) -> Result<Page<Popug>, TaskError> {
+    pub async fn list(
+        &self,
+        role: Option<Role>,
+        page: &PageRequest,
+    ) -> Result<Page<Popug>, TaskError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM popugs WHERE ($1 IS NULL OR role = $1) AND ($2 IS NULL OR id > $2) \
              ORDER BY id LIMIT $3"
@@ -223,4 +227,3 @@ fn is_refresh(row: &PopugRow, claims: &PopugClaims, issued: i64) -> bool {
         || Role::from_claim(&row.role) != claims.role;
     differs && issued > row.changed_at && row.deactivated_at.is_none()
 }
-

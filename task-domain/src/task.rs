@@ -36,7 +36,11 @@ impl TaskStatus {
     }
 
     fn from_stored(stored: &str) -> Self {
-        if stored == "DONE" { Self::Done } else { Self::Open }
+        if stored == "DONE" {
+            Self::Done
+        } else {
+            Self::Open
+        }
     }
 }
 
@@ -181,17 +185,30 @@ mod tests {
         assert!(new_task("[UBERPOP-42] fix the beak", None).is_err());
         assert!(new_task("fix ] the beak", None).is_err());
         assert!(new_task("   ", None).is_err());
-        assert_eq!(new_task("  fix the beak ", None).unwrap().title, "fix the beak");
+        assert_eq!(
+            new_task("  fix the beak ", None).unwrap().title,
+            "fix the beak"
+        );
     }
 
     #[test]
     fn tracker_keys_are_checked() {
         assert_eq!(
-            new_task("t", Some("UBERPOP-42")).unwrap().jira_id.as_deref(),
+            new_task("t", Some("UBERPOP-42"))
+                .unwrap()
+                .jira_id
+                .as_deref(),
             Some("UBERPOP-42")
         );
         assert_eq!(new_task("t", Some(" ")).unwrap().jira_id, None);
-        for bad in ["uberpop-42", "UBERPOP", "UBERPOP-", "-42", "UBER POP-1", "UBERPOP-4x"] {
+        for bad in [
+            "uberpop-42",
+            "UBERPOP",
+            "UBERPOP-",
+            "-42",
+            "UBER POP-1",
+            "UBERPOP-4x",
+        ] {
             assert!(new_task("t", Some(bad)).is_err(), "{bad} was accepted");
         }
     }

@@ -8,7 +8,9 @@ use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use crate::task::{COLUMNS, TaskRow};
-use crate::{Actor, NewTask, Page, PageRequest, PopugId, Task, TaskError, TaskFilter, TaskId, TaskStatus};
+use crate::{
+    Actor, NewTask, Page, PageRequest, PopugId, Task, TaskError, TaskFilter, TaskId, TaskStatus,
+};
 
 /// Rows per bulk UPDATE of a shuffle (two parameters each).
 const SHUFFLE_CHUNK: usize = 1_000;
@@ -133,7 +135,9 @@ impl Tracker {
     /// Set-based: a few statements per thousand tasks, whatever their number.
     pub async fn shuffle(&self, actor: &Actor) -> Result<ShuffleOutcome, TaskError> {
         if !actor.role.may_shuffle() {
-            return Err(TaskError::Forbidden("only admins and managers may shuffle tasks"));
+            return Err(TaskError::Forbidden(
+                "only admins and managers may shuffle tasks",
+            ));
         }
         let mut tx = self.db.begin_write().await?;
         let sql = format!(
@@ -154,7 +158,10 @@ impl Tracker {
             let mut rng = rand::rng();
             open.into_iter()
                 .map(|(task, previous)| {
-                    let next = candidates.choose(&mut rng).cloned().unwrap_or_else(|| PopugId(previous.clone()));
+                    let next = candidates
+                        .choose(&mut rng)
+                        .cloned()
+                        .unwrap_or_else(|| PopugId(previous.clone()));
                     (task, previous, next)
                 })
                 .collect()
@@ -193,8 +200,34 @@ impl Tracker {
         find(&mut conn, id).await
     }
 
+    /// The tasks with these ids, in no particular order; unknown ids are left out.
+    pub async fn by_ids(&self, ids: &[TaskId]) -> Result<Vec<Task>, TaskError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders = (1..=ids.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id IN ({placeholders})");
+        let mut query = sqlx::query_as::<_, TaskRow>(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            query = query.bind(id.0.clone());
+        }
+        Ok(query
+            .fetch_all(self.db.pool())
+            .await?
+            .into_iter()
+            .map(Task::from)
+            .collect())
+    }
+
     /// Tasks newest first.
-    pub async fn list(&self, filter: &TaskFilter, page: &PageRequest) -> Result<Page<Task>, TaskError> {
+    pub async fn list(
+        &self,
+        filter: &TaskFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Task>, TaskError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM tasks \
              WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR assignee_id = $2) \

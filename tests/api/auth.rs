@@ -9,7 +9,8 @@ on_both_backends!(bad_tokens_are_unauthenticated);
 async fn bad_tokens_are_unauthenticated(app: TestApp) {
     let now = Utc::now().timestamp();
     let sub = uuid::Uuid::new_v4().to_string();
-    let valid = json!({ "sub": sub, "name": "bob", "role": "worker", "iat": now, "exp": now + 600 });
+    let valid =
+        json!({ "sub": sub, "name": "bob", "role": "worker", "iat": now, "exp": now + 600 });
     let mut without_exp = valid.clone();
     without_exp.as_object_mut().unwrap().remove("exp");
     let mut without_sub = valid.clone();
@@ -38,7 +39,10 @@ async fn bad_tokens_are_unauthenticated(app: TestApp) {
         ("expired", token(&expired)),
         ("exp of the wrong type", token(&exp_as_text)),
         ("not valid yet", token(&not_yet)),
-        ("another secret", token_with(&valid, b"not-the-shared-secret")),
+        (
+            "another secret",
+            token_with(&valid, b"not-the-shared-secret"),
+        ),
         ("alg none", unsigned),
         ("garbage", "not.a.token".to_owned()),
         ("empty", String::new()),
@@ -48,13 +52,21 @@ async fn bad_tokens_are_unauthenticated(app: TestApp) {
         let code = app.error_code(Some(&bad), "{ me { id } }", json!({})).await;
         assert_eq!(code, "UNAUTHENTICATED", "{case}");
     }
-    assert_eq!(app.error_code(None, "{ me { id } }", json!({})).await, "UNAUTHENTICATED");
+    assert_eq!(
+        app.error_code(None, "{ me { id } }", json!({})).await,
+        "UNAUTHENTICATED"
+    );
     // None of them created the popug; the valid token does.
     let popugs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM popugs")
         .fetch_one(app.db.pool())
         .await
         .unwrap();
     assert_eq!(popugs, 0);
-    let body = app.gql(Some(&token(&valid)), "{ me { id name role } }", json!({})).await;
-    assert_eq!(body["data"]["me"], json!({ "id": sub, "name": "bob", "role": "WORKER" }));
+    let body = app
+        .gql(Some(&token(&valid)), "{ me { id name role } }", json!({}))
+        .await;
+    assert_eq!(
+        body["data"]["me"],
+        json!({ "id": sub, "name": "bob", "role": "WORKER" })
+    );
 }

@@ -6,7 +6,10 @@ use serde_json::json;
 use crate::helpers::TestApp;
 use crate::on_both_backends;
 
-on_both_backends!(one_of_fifty_concurrent_completions_wins, shuffles_racing_completions_never_move_done_tasks);
+on_both_backends!(
+    one_of_fifty_concurrent_completions_wins,
+    shuffles_racing_completions_never_move_done_tasks
+);
 
 const COMPLETE: &str = "mutation($id: ID!) { completeTask(id: $id) { id } }";
 
@@ -15,7 +18,8 @@ async fn one_of_fifty_concurrent_completions_wins(app: TestApp) {
     let worker = app.user("worker", "bob").await;
     let task = app.create_task(&admin, "Race for it").await;
 
-    let calls = (0..50).map(|_| app.gql(Some(&worker.token), COMPLETE, json!({ "id": task["id"] })));
+    let calls =
+        (0..50).map(|_| app.gql(Some(&worker.token), COMPLETE, json!({ "id": task["id"] })));
     let answers = join_all(calls).await;
     let mut outcomes: HashMap<String, usize> = HashMap::new();
     for answer in &answers {
@@ -25,7 +29,10 @@ async fn one_of_fifty_concurrent_completions_wins(app: TestApp) {
         };
         *outcomes.entry(outcome).or_default() += 1;
     }
-    assert_eq!(outcomes, HashMap::from([("ok".to_owned(), 1), ("CONFLICT".to_owned(), 49)]));
+    assert_eq!(
+        outcomes,
+        HashMap::from([("ok".to_owned(), 1), ("CONFLICT".to_owned(), 49)])
+    );
     assert_eq!(app.events_of("task.completed").await.len(), 1);
 }
 
@@ -43,14 +50,26 @@ async fn shuffles_racing_completions_never_move_done_tasks(app: TestApp) {
     }
     // Each worker tries to complete every task it holds now; a shuffle may take some away first.
     let completions = tasks.iter().map(|task| {
-        let holder = workers.iter().find(|w| task["assignee"]["id"] == w.id.as_str()).unwrap();
+        let holder = workers
+            .iter()
+            .find(|w| task["assignee"]["id"] == w.id.as_str())
+            .unwrap();
         app.gql(Some(&holder.token), COMPLETE, json!({ "id": task["id"] }))
     });
-    let shuffles = (0..5).map(|_| app.gql(Some(&manager.token), "mutation { shuffleTasks { moved } }", json!({})));
+    let shuffles = (0..5).map(|_| {
+        app.gql(
+            Some(&manager.token),
+            "mutation { shuffleTasks { moved } }",
+            json!({}),
+        )
+    });
     let (completed, shuffled) = tokio::join!(join_all(completions), join_all(shuffles));
     for answer in completed.iter().chain(&shuffled) {
         if let Some(code) = answer["errors"][0]["extensions"]["code"].as_str() {
-            assert_eq!(code, "FORBIDDEN", "only losing a task to a shuffle may fail: {answer}");
+            assert_eq!(
+                code, "FORBIDDEN",
+                "only losing a task to a shuffle may fail: {answer}"
+            );
         }
     }
 
@@ -58,12 +77,19 @@ async fn shuffles_racing_completions_never_move_done_tasks(app: TestApp) {
     let mut completed_at: HashMap<String, (usize, String)> = HashMap::new();
     for (i, (kind, payload)) in events.iter().enumerate() {
         if kind == "task.completed" {
-            completed_at.insert(payload["taskId"].as_str().unwrap().into(), (i, payload["completerId"].as_str().unwrap().into()));
+            completed_at.insert(
+                payload["taskId"].as_str().unwrap().into(),
+                (i, payload["completerId"].as_str().unwrap().into()),
+            );
         }
     }
     assert!(!completed_at.is_empty(), "some completion won");
     use sqlx::Row as _;
-    for row in sqlx::query("SELECT id, status, assignee_id FROM tasks").fetch_all(app.db.pool()).await.unwrap() {
+    for row in sqlx::query("SELECT id, status, assignee_id FROM tasks")
+        .fetch_all(app.db.pool())
+        .await
+        .unwrap()
+    {
         let (id, status, assignee): (String, String, String) = (row.get(0), row.get(1), row.get(2));
         match completed_at.get(&id) {
             Some((_, completer)) => {
@@ -74,10 +100,15 @@ async fn shuffles_racing_completions_never_move_done_tasks(app: TestApp) {
         }
     }
     for (i, (kind, payload)) in events.iter().enumerate() {
-        if kind == "task.assigned" {
-            if let Some((done, _)) = completed_at.get(payload["taskId"].as_str().unwrap()) {
-                assert!(i < *done, "an assignment of task {} after its completion", payload["taskId"]);
-            }
+        if kind != "task.assigned" {
+            continue;
+        }
+        if let Some((done, _)) = completed_at.get(payload["taskId"].as_str().unwrap()) {
+            assert!(
+                i < *done,
+                "an assignment of task {} after its completion",
+                payload["taskId"]
+            );
         }
     }
 }

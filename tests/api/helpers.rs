@@ -40,8 +40,8 @@ macro_rules! on_both_backends {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub db: Db,
+    pub database: TestDatabase,
     client: reqwest::Client,
-    _dir: tempfile::TempDir,
 }
 
 /// A popug the gateway has seen, with a token to act as it.
@@ -51,11 +51,17 @@ pub struct User {
     pub token: String,
 }
 
-impl TestApp {
+/// A fresh, empty database of one backend; the temp dir holds a SQLite file.
+pub struct TestDatabase {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestDatabase {
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("ates.db").display());
-        Self::start(url, dir).await
+        Self { url, dir }
     }
 
     /// `None` (the test is skipped, loudly) when no PostgreSQL is configured.
@@ -65,7 +71,9 @@ impl TestApp {
             return None;
         };
         let name = format!("ates_test_{}", uuid::Uuid::new_v4().simple());
-        let admin = Db::connect(&admin_url, 1).await.expect("TEST_DATABASE_URL answers");
+        let admin = Db::connect(&admin_url, 1)
+            .await
+            .expect("TEST_DATABASE_URL answers");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(admin.pool())
             .await
@@ -78,22 +86,66 @@ impl TestApp {
             .map(|(base, _)| base)
             .expect("TEST_DATABASE_URL has a database path");
         let dir = tempfile::tempdir().expect("temp dir");
-        Some(Self::start(format!("{base}/{name}"), dir).await)
+        Some(Self {
+            url: format!("{base}/{name}"),
+            dir,
+        })
     }
 
-    async fn start(database_url: String, dir: tempfile::TempDir) -> Self {
-        let config = config(Some(database_url.clone()), dir.path().to_path_buf());
+    /// Another fresh database on the same backend.
+    pub async fn sibling(&self) -> Self {
+        if self.url.starts_with("sqlite:") {
+            Self::sqlite().await
+        } else {
+            Self::postgres().await.expect("PostgreSQL is configured")
+        }
+    }
+
+    /// Connects and migrates.
+    pub async fn connect(&self) -> Db {
+        let db = Db::connect(&self.url, 8).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        db
+    }
+}
+
+impl TestApp {
+    pub async fn sqlite() -> Self {
+        Self::start(TestDatabase::sqlite().await).await
+    }
+
+    /// `None` (the test is skipped, loudly) when no PostgreSQL is configured.
+    pub async fn postgres() -> Option<Self> {
+        Some(Self::start(TestDatabase::postgres().await?).await)
+    }
+
+    async fn start(database: TestDatabase) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let config = config(
+            Some(database.url.clone()),
+            database.dir.path().to_path_buf(),
+        );
         let app = App::build(&config).await.expect("the gateway starts");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let router = app.router();
         tokio::spawn(async move { axum::serve(listener, router).await });
-        let db = Db::connect(&database_url, 4).await.expect("test connection");
+        let db = Db::connect(&database.url, 4)
+            .await
+            .expect("test connection");
         Self {
             addr,
             db,
+            database,
             client: reqwest::Client::new(),
-            _dir: dir,
         }
     }
 
@@ -163,14 +215,24 @@ impl TestApp {
             .await
             .expect("read tasks")
             .into_iter()
-            .map(|r| (r.get::<String, _>(0), format!("{} {}", r.get::<String, _>(1), r.get::<String, _>(2))))
+            .map(|r| {
+                (
+                    r.get::<String, _>(0),
+                    format!("{} {}", r.get::<String, _>(1), r.get::<String, _>(2)),
+                )
+            })
             .collect();
         let popugs = sqlx::query("SELECT id, name, role FROM popugs ORDER BY id")
             .fetch_all(self.db.pool())
             .await
             .expect("read popugs")
             .into_iter()
-            .map(|r| (r.get::<String, _>(0), format!("{} {}", r.get::<String, _>(1), r.get::<String, _>(2))))
+            .map(|r| {
+                (
+                    r.get::<String, _>(0),
+                    format!("{} {}", r.get::<String, _>(1), r.get::<String, _>(2)),
+                )
+            })
             .collect();
         Snapshot {
             tasks,
@@ -188,7 +250,10 @@ impl TestApp {
             .into_iter()
             .map(|r| {
                 let payload: String = r.get(1);
-                (r.get(0), serde_json::from_str(&payload).expect("payload is JSON"))
+                (
+                    r.get(0),
+                    serde_json::from_str(&payload).expect("payload is JSON"),
+                )
             })
             .collect()
     }
@@ -216,7 +281,12 @@ pub fn token(claims: &Value) -> String {
 }
 
 pub fn token_with(claims: &Value, secret: &[u8]) -> String {
-    jsonwebtoken::encode(&Header::default(), claims, &EncodingKey::from_secret(secret)).expect("sign")
+    jsonwebtoken::encode(
+        &Header::default(),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("sign")
 }
 
 pub fn config(database_url: Option<String>, data_dir: PathBuf) -> Config {
@@ -231,4 +301,132 @@ pub fn config(database_url: Option<String>, data_dir: PathBuf) -> Config {
         timezone: "UTC".into(),
         db_max_connections: 16,
     }
+}
+
+/// Every event in the outbox matches the JSON Schema of its type and version.
+pub async fn assert_events_match_their_schemas(app: &TestApp) {
+    use sqlx::Row as _;
+    let rows = sqlx::query("SELECT event_type, version, payload FROM outbox ORDER BY seq")
+        .fetch_all(app.db.pool())
+        .await
+        .expect("read the outbox");
+    assert!(!rows.is_empty());
+    let schemas = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/schemas");
+    for row in rows {
+        let (kind, version, payload): (String, i64, String) = (row.get(0), row.get(1), row.get(2));
+        let file = schemas.join(format!("{kind}.v{version}.json"));
+        let schema: Value = serde_json::from_str(
+            &std::fs::read_to_string(&file)
+                .unwrap_or_else(|_| panic!("no schema {}", file.display())),
+        )
+        .expect("schema is JSON");
+        let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+        let payload: Value = serde_json::from_str(&payload).expect("payload is JSON");
+        let errors: Vec<String> = validator
+            .iter_errors(&payload)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{kind} v{version} {payload} breaks its schema: {errors:?}"
+        );
+    }
+}
+
+/// Waits until accounting has handled every event in the outbox (bounded).
+pub async fn settled(db: &Db) {
+    for _ in 0..200 {
+        let (events, handled): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM outbox), (SELECT COUNT(*) FROM handled_events WHERE consumer = 'accounting')",
+        )
+        .fetch_one(db.pool())
+        .await
+        .expect("count events");
+        if events == handled {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("accounting did not handle every event within 10 s");
+}
+
+/// The rules of the money, checked against the database:
+/// - each task event has exactly one log entry, with the amount its prices say;
+/// - at most one reward per task;
+/// - every balance is the sum of its log amounts;
+/// - fees debited − rewards credited, from the events and prices, = −(sum of all task money).
+pub async fn assert_ledger_invariants(db: &Db) {
+    settled(db).await;
+    let rows = sqlx::query(
+        "SELECT o.event_type, o.payload, p.assign_fee, p.reward, \
+         (SELECT COUNT(*) FROM audit_log l WHERE l.event_id = o.id), \
+         (SELECT MIN(l.amount) FROM audit_log l WHERE l.event_id = o.id) \
+         FROM outbox o LEFT JOIN task_prices p ON p.task_id = o.aggregate_id ORDER BY o.seq",
+    )
+    .fetch_all(db.pool())
+    .await
+    .expect("read events and entries");
+    let (mut fees, mut rewards) = (0i64, 0i64);
+    let mut rewarded = std::collections::HashSet::new();
+    for row in &rows {
+        let kind: String = row.get(0);
+        let payload: String = row.get(1);
+        let fee: Option<i64> = row.get(2);
+        let reward: Option<i64> = row.get(3);
+        let entries: i64 = row.get(4);
+        let amount: Option<i64> = row.get(5);
+        assert_eq!(entries, 1, "{kind} {payload} has {entries} log entries");
+        let fee = fee.expect("every task is priced");
+        let reward = reward.expect("every task is priced");
+        assert!((10..=20).contains(&fee) && (20..=40).contains(&reward));
+        match kind.as_str() {
+            "task.created" => assert_eq!(amount, Some(0)),
+            "task.assigned" => {
+                assert_eq!(amount, Some(-fee), "{payload}");
+                fees += fee;
+            }
+            "task.completed" => {
+                assert_eq!(amount, Some(reward), "{payload}");
+                rewards += reward;
+                let task: Value = serde_json::from_str(&payload).unwrap();
+                assert!(
+                    rewarded.insert(task["taskId"].to_string()),
+                    "a task rewarded twice"
+                );
+            }
+            other => panic!("unexpected event {other}"),
+        }
+    }
+    let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(entries as usize, rows.len(), "log entries without an event");
+
+    let mismatched: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT a.popug_id, a.balance, CAST(COALESCE((SELECT SUM(l.amount) FROM audit_log l WHERE l.popug_id = a.popug_id), 0) AS BIGINT) \
+         FROM accounts a",
+    )
+    .fetch_all(db.pool())
+    .await
+    .unwrap()
+    .into_iter()
+    .filter(|(_, balance, sum): &(String, i64, i64)| balance != sum)
+    .collect();
+    assert!(
+        mismatched.is_empty(),
+        "balances that are not the sum of their log: {mismatched:?}"
+    );
+
+    let task_money: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM audit_log WHERE kind IN ('TASK_ASSIGNED', 'TASK_COMPLETED')",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        fees - rewards,
+        -task_money,
+        "management earnings disagree with the log"
+    );
 }

@@ -4,7 +4,10 @@ use serde_json::json;
 use crate::helpers::{TestApp, User, token};
 use crate::on_both_backends;
 
-on_both_backends!(claims_create_and_refresh_the_popug, popugs_are_listed_for_staff);
+on_both_backends!(
+    claims_create_and_refresh_the_popug,
+    popugs_are_listed_for_staff
+);
 
 const ME: &str = "{ me { id name email role active } }";
 
@@ -26,7 +29,9 @@ async fn claims_create_and_refresh_the_popug(app: TestApp) {
     );
 
     // Newer claims refresh the replica.
-    let me = app.ok(&as_of(t0 + 20, "Robert", "accountant"), ME, json!({})).await;
+    let me = app
+        .ok(&as_of(t0 + 20, "Robert", "accountant"), ME, json!({}))
+        .await;
     assert_eq!(me["me"]["name"], "Robert");
     assert_eq!(me["me"]["role"], "ACCOUNTANT");
 
@@ -34,9 +39,16 @@ async fn claims_create_and_refresh_the_popug(app: TestApp) {
     let stale = as_of(t0 + 10, "Bob", "admin");
     let me = app.ok(&stale, ME, json!({})).await;
     assert_eq!(me["me"]["name"], "Robert");
-    assert_eq!(me["me"]["role"], "ACCOUNTANT", "the replica decides the role");
+    assert_eq!(
+        me["me"]["role"], "ACCOUNTANT",
+        "the replica decides the role"
+    );
     let code = app
-        .error_code(Some(&stale.token), "mutation { shuffleTasks { moved } }", json!({}))
+        .error_code(
+            Some(&stale.token),
+            "mutation { shuffleTasks { moved } }",
+            json!({}),
+        )
         .await;
     assert_eq!(code, "FORBIDDEN", "a stale admin token grants nothing");
 }
@@ -55,7 +67,13 @@ async fn popugs_are_listed_for_staff(app: TestApp) {
         loop {
             let data = app.ok(user, list, json!({ "after": after })).await;
             let page = &data["popugs"];
-            ids.extend(page["edges"].as_array().unwrap().iter().map(|e| e["node"]["id"].clone()));
+            ids.extend(
+                page["edges"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["node"]["id"].clone()),
+            );
             if !page["pageInfo"]["hasNextPage"].as_bool().unwrap() {
                 break;
             }
@@ -64,6 +82,12 @@ async fn popugs_are_listed_for_staff(app: TestApp) {
         assert_eq!(ids.len(), 4);
     }
     let workers = app.ok(&admin, list, json!({ "role": "WORKER" })).await;
-    assert_eq!(workers["popugs"]["edges"], json!([{ "node": { "id": worker.id, "role": "WORKER" } }]));
-    assert_eq!(app.error_code(Some(&worker.token), list, json!({})).await, "FORBIDDEN");
+    assert_eq!(
+        workers["popugs"]["edges"],
+        json!([{ "node": { "id": worker.id, "role": "WORKER" } }])
+    );
+    assert_eq!(
+        app.error_code(Some(&worker.token), list, json!({})).await,
+        "FORBIDDEN"
+    );
 }

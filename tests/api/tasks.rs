@@ -2,7 +2,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::json;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, assert_events_match_their_schemas};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -15,7 +15,8 @@ on_both_backends!(
     assignment_is_random_among_eligible_popugs,
 );
 
-const COMPLETE: &str = "mutation($id: ID!) { completeTask(id: $id) { id status completedAt assignee { id } } }";
+const COMPLETE: &str =
+    "mutation($id: ID!) { completeTask(id: $id) { id status completedAt assignee { id } } }";
 
 async fn creating_assigns_an_eligible_popug_and_writes_events(app: TestApp) {
     let admin = app.user("admin", "alice").await;
@@ -36,15 +37,27 @@ async fn creating_assigns_an_eligible_popug_and_writes_events(app: TestApp) {
     assert_eq!(task["description"], "twice");
     assert_eq!(task["status"], "OPEN");
     assert!(task["completedAt"].is_null());
-    assert_eq!(task["assignee"]["id"], worker.id.as_str(), "the only eligible popug");
+    assert_eq!(
+        task["assignee"]["id"],
+        worker.id.as_str(),
+        "the only eligible popug"
+    );
     assert_eq!(task["createdBy"]["id"], admin.id.as_str());
 
     let read = app
-        .ok(&worker, "query($id: ID!) { task(id: $id) { id title } }", json!({ "id": task["id"] }))
+        .ok(
+            &worker,
+            "query($id: ID!) { task(id: $id) { id title } }",
+            json!({ "id": task["id"] }),
+        )
         .await;
     assert_eq!(read["task"]["title"], "Feed the parrots");
     let missing = app
-        .ok(&worker, "query { task(id: \"no-such-task\") { id } }", json!({}))
+        .ok(
+            &worker,
+            "query { task(id: \"no-such-task\") { id } }",
+            json!({}),
+        )
         .await;
     assert!(missing["task"].is_null());
 
@@ -99,10 +112,16 @@ async fn completing_follows_the_rules(app: TestApp) {
     let id = task["id"].clone();
 
     let before = app.snapshot().await;
-    let code = app.error_code(Some(&admin.token), COMPLETE, json!({ "id": id })).await;
+    let code = app
+        .error_code(Some(&admin.token), COMPLETE, json!({ "id": id }))
+        .await;
     assert_eq!(code, "FORBIDDEN", "someone else's task");
     let code = app
-        .error_code(Some(&worker.token), COMPLETE, json!({ "id": "no-such-task" }))
+        .error_code(
+            Some(&worker.token),
+            COMPLETE,
+            json!({ "id": "no-such-task" }),
+        )
         .await;
     assert_eq!(code, "NOT_FOUND");
     let code = app.error_code(None, COMPLETE, json!({ "id": id })).await;
@@ -114,7 +133,9 @@ async fn completing_follows_the_rules(app: TestApp) {
     assert!(done["completeTask"]["completedAt"].is_string());
 
     let before = app.snapshot().await;
-    let code = app.error_code(Some(&worker.token), COMPLETE, json!({ "id": id })).await;
+    let code = app
+        .error_code(Some(&worker.token), COMPLETE, json!({ "id": id }))
+        .await;
     assert_eq!(code, "CONFLICT", "completing twice");
     assert_eq!(app.snapshot().await, before);
 
@@ -130,7 +151,12 @@ async fn lists_paginate_and_filter(app: TestApp) {
     let carl = app.user("worker", "carl").await;
     let mut created = HashSet::new();
     for i in 0..7 {
-        created.insert(app.create_task(&admin, &format!("Task {i}")).await["id"].as_str().unwrap().to_owned());
+        created.insert(
+            app.create_task(&admin, &format!("Task {i}")).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
 
     let page = "query($first: Int, $after: String, $status: TaskStatus, $assignee: ID) { \
@@ -139,11 +165,17 @@ async fn lists_paginate_and_filter(app: TestApp) {
     let mut seen = Vec::new();
     let mut after = serde_json::Value::Null;
     loop {
-        let data = app.ok(&bob, page, json!({ "first": 3, "after": after })).await;
+        let data = app
+            .ok(&bob, page, json!({ "first": 3, "after": after }))
+            .await;
         let tasks = &data["tasks"];
         let edges = tasks["edges"].as_array().unwrap();
         assert!(edges.len() <= 3);
-        seen.extend(edges.iter().map(|e| e["node"]["id"].as_str().unwrap().to_owned()));
+        seen.extend(
+            edges
+                .iter()
+                .map(|e| e["node"]["id"].as_str().unwrap().to_owned()),
+        );
         if !tasks["pageInfo"]["hasNextPage"].as_bool().unwrap() {
             break;
         }
@@ -158,10 +190,19 @@ async fn lists_paginate_and_filter(app: TestApp) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["node"]["id"].as_str().unwrap().to_owned(), e["node"]["assignee"]["id"].as_str().unwrap().to_owned()))
+        .map(|e| {
+            (
+                e["node"]["id"].as_str().unwrap().to_owned(),
+                e["node"]["assignee"]["id"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     let mine = app
-        .ok(&bob, "{ myTasks(first: 100) { edges { node { id assignee { id } } } } }", json!({}))
+        .ok(
+            &bob,
+            "{ myTasks(first: 100) { edges { node { id assignee { id } } } } }",
+            json!({}),
+        )
         .await;
     let mine: HashSet<String> = mine["myTasks"]["edges"]
         .as_array()
@@ -169,10 +210,15 @@ async fn lists_paginate_and_filter(app: TestApp) {
         .iter()
         .map(|e| e["node"]["id"].as_str().unwrap().to_owned())
         .collect();
-    let expected: HashSet<String> =
-        by_assignee.iter().filter(|(_, a)| **a == bob.id).map(|(t, _)| t.clone()).collect();
+    let expected: HashSet<String> = by_assignee
+        .iter()
+        .filter(|(_, a)| **a == bob.id)
+        .map(|(t, _)| t.clone())
+        .collect();
     assert_eq!(mine, expected);
-    let carls = app.ok(&bob, page, json!({ "first": 100, "assignee": carl.id })).await;
+    let carls = app
+        .ok(&bob, page, json!({ "first": 100, "assignee": carl.id }))
+        .await;
     assert_eq!(
         carls["tasks"]["edges"].as_array().unwrap().len(),
         by_assignee.values().filter(|a| **a == carl.id).count()
@@ -185,13 +231,22 @@ async fn lists_paginate_and_filter(app: TestApp) {
     };
     app.ok(owner, COMPLETE, json!({ "id": task })).await;
     let done = app.ok(&bob, page, json!({ "status": "DONE" })).await;
-    let done: Vec<&str> = done["tasks"]["edges"].as_array().unwrap().iter().map(|e| e["node"]["id"].as_str().unwrap()).collect();
+    let done: Vec<&str> = done["tasks"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["id"].as_str().unwrap())
+        .collect();
     assert_eq!(done, [task.as_str()]);
-    let open = app.ok(&bob, page, json!({ "status": "OPEN", "first": 100 })).await;
+    let open = app
+        .ok(&bob, page, json!({ "status": "OPEN", "first": 100 }))
+        .await;
     assert_eq!(open["tasks"]["edges"].as_array().unwrap().len(), 6);
 
     for first in [101, -1] {
-        let code = app.error_code(Some(&bob.token), page, json!({ "first": first })).await;
+        let code = app
+            .error_code(Some(&bob.token), page, json!({ "first": first }))
+            .await;
         assert_eq!(code, "BAD_USER_INPUT", "first: {first}");
     }
 }
@@ -218,7 +273,10 @@ async fn shuffle_is_for_admins_and_managers_and_never_moves_done_tasks(app: Test
     let shuffle = "mutation { shuffleTasks { reassigned moved } }";
     for user in [&bob, &accountant] {
         let before = app.snapshot().await;
-        assert_eq!(app.error_code(Some(&user.token), shuffle, json!({})).await, "FORBIDDEN");
+        assert_eq!(
+            app.error_code(Some(&user.token), shuffle, json!({})).await,
+            "FORBIDDEN"
+        );
         assert_eq!(app.snapshot().await, before);
     }
 
@@ -236,7 +294,11 @@ async fn shuffle_is_for_admins_and_managers_and_never_moves_done_tasks(app: Test
 
     let assigned = app.events_of("task.assigned").await;
     let draws = &assigned[assigned_before..];
-    assert_eq!(draws.len(), open, "one assignment per open task, moved or not");
+    assert_eq!(
+        draws.len(),
+        open,
+        "one assignment per open task, moved or not"
+    );
     for draw in draws {
         let task = draw["taskId"].as_str().unwrap();
         assert!(!done.contains(task));
@@ -244,6 +306,7 @@ async fn shuffle_is_for_admins_and_managers_and_never_moves_done_tasks(app: Test
         assert_eq!(draw["assigneeId"], after[task].as_str());
     }
     app.ok(&admin, shuffle, json!({})).await;
+    assert_events_match_their_schemas(&app).await;
 }
 
 async fn assignees(app: &TestApp) -> HashMap<String, String> {
@@ -271,9 +334,16 @@ async fn assignment_is_random_among_eligible_popugs(app: TestApp) {
     for i in 0..TASKS {
         let creator = if i % 2 == 0 { &admin } else { &manager };
         let task = app.create_task(creator, &format!("Task {i}")).await;
-        *counts.entry(task["assignee"]["id"].as_str().unwrap().to_owned()).or_default() += 1;
+        *counts
+            .entry(task["assignee"]["id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
     }
-    app.ok(&manager, "mutation { shuffleTasks { reassigned } }", json!({})).await;
+    app.ok(
+        &manager,
+        "mutation { shuffleTasks { reassigned } }",
+        json!({}),
+    )
+    .await;
     for popug in assignees(&app).await.values() {
         *counts.entry(popug.clone()).or_default() += 1;
     }
@@ -281,6 +351,11 @@ async fn assignment_is_random_among_eligible_popugs(app: TestApp) {
     // 400 draws over 4 popugs: 100 expected each; below 50 or above 150 is a 1-in-10^9 event.
     for popug in &eligible {
         let n = counts.get(&popug.id).copied().unwrap_or(0);
-        assert!((50..=150).contains(&n), "{} drawn {n} times of {}: {counts:?}", popug.id, 2 * TASKS);
+        assert!(
+            (50..=150).contains(&n),
+            "{} drawn {n} times of {}: {counts:?}",
+            popug.id,
+            2 * TASKS
+        );
     }
 }

@@ -1,32 +1,54 @@
 //! The GraphQL schema: roots merged from one module per aggregate.
 
+mod accounting;
 mod error;
 mod page;
 mod popug;
+mod scalars;
 mod task;
 
+use std::sync::Arc;
+
+use accounting_domain::Ledger;
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, EmptySubscription, MergedObject, Schema, SchemaBuilder};
-use task_domain::{Popug, Popugs, Role, Tracker};
+use task_domain::{Popug, PopugId, Popugs, Role, Tracker};
 
+use crate::accounting::Accounting;
+use crate::calendar::Calendar;
+use accounting::PriceLoader;
 pub use error::{ApiError, ApiResult};
-pub use popug::PopugLoader;
+use popug::{PopugLoader, PopugObject};
+use task::TaskLoader;
 
 #[derive(MergedObject, Default)]
-pub struct Query(popug::PopugQuery, task::TaskQuery);
+pub struct Query(
+    popug::PopugQuery,
+    task::TaskQuery,
+    accounting::AccountingQuery,
+);
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(task::TaskMutation);
 
 pub type AtesSchema = Schema<Query, Mutation, EmptySubscription>;
 
+/// What the resolvers work with, shared by every request.
+#[derive(Clone)]
+pub struct Services {
+    pub tracker: Tracker,
+    pub popugs: Popugs,
+    pub accounting: Arc<Accounting>,
+    pub calendar: Calendar,
+}
+
 /// The schema without its services: enough to print the SDL.
 pub fn schema_builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
 }
 
-pub fn build_schema(tracker: Tracker, popugs: Popugs) -> AtesSchema {
-    schema_builder().data(tracker).data(popugs).finish()
+pub fn build_schema(services: Services) -> AtesSchema {
+    schema_builder().data(services).finish()
 }
 
 /// The SDL of the public contract, as committed in `schema.graphql`.
@@ -48,9 +70,24 @@ pub enum Session {
     Popug(Popug),
 }
 
-/// Data attached to every request.
-pub fn request_data(popugs: &Popugs, session: Session) -> (Session, DataLoader<PopugLoader>) {
-    (session, DataLoader::new(PopugLoader::new(popugs.clone()), tokio::spawn))
+/// Loaders live for one request: they batch, and their cache must not outlive it.
+pub struct Loaders {
+    popugs: DataLoader<PopugLoader>,
+    tasks: DataLoader<TaskLoader>,
+    prices: DataLoader<PriceLoader>,
+}
+
+impl Loaders {
+    pub fn new(services: &Services) -> Self {
+        Self {
+            popugs: DataLoader::new(PopugLoader::new(services.popugs.clone()), tokio::spawn),
+            tasks: DataLoader::new(TaskLoader(services.tracker.clone()), tokio::spawn),
+            prices: DataLoader::new(
+                PriceLoader(services.accounting.ledger().clone()),
+                tokio::spawn,
+            ),
+        }
+    }
 }
 
 /// Typed access to what the schema and the request carry.
@@ -58,16 +95,39 @@ pub(crate) trait ContextExt {
     fn actor(&self) -> ApiResult<&Popug>;
     /// The actor, if their role is one of `roles`.
     fn actor_in(&self, roles: &[Role], action: &str) -> ApiResult<&Popug>;
-    fn tracker(&self) -> &Tracker;
-    fn popugs(&self) -> &Popugs;
-    fn popug_loader(&self) -> &DataLoader<PopugLoader>;
+    fn services(&self) -> &Services;
+    fn loaders(&self) -> &Loaders;
+
+    fn tracker(&self) -> &Tracker {
+        &self.services().tracker
+    }
+    fn popugs(&self) -> &Popugs {
+        &self.services().popugs
+    }
+    fn ledger(&self) -> &Ledger {
+        self.services().accounting.ledger()
+    }
+    fn calendar(&self) -> &Calendar {
+        &self.services().calendar
+    }
+    fn popug_loader(&self) -> &DataLoader<PopugLoader> {
+        &self.loaders().popugs
+    }
+    fn task_loader(&self) -> &DataLoader<TaskLoader> {
+        &self.loaders().tasks
+    }
+    fn price_loader(&self) -> &DataLoader<PriceLoader> {
+        &self.loaders().prices
+    }
 }
 
 impl ContextExt for Context<'_> {
     fn actor(&self) -> ApiResult<&Popug> {
         match self.data_opt::<Session>() {
             Some(Session::Popug(popug)) => Ok(popug),
-            Some(Session::Deactivated) => Err(ApiError::forbidden("this popug has been deactivated")),
+            Some(Session::Deactivated) => {
+                Err(ApiError::forbidden("this popug has been deactivated"))
+            }
             Some(Session::Unavailable) => Err(ApiError::internal("popug replica unavailable")),
             _ => Err(ApiError::Unauthenticated),
         }
@@ -86,15 +146,21 @@ impl ContextExt for Context<'_> {
         }
     }
 
-    fn tracker(&self) -> &Tracker {
-        self.data_unchecked::<Tracker>()
+    fn services(&self) -> &Services {
+        self.data_unchecked::<Services>()
     }
 
-    fn popugs(&self) -> &Popugs {
-        self.data_unchecked::<Popugs>()
+    fn loaders(&self) -> &Loaders {
+        self.data_unchecked::<Loaders>()
     }
+}
 
-    fn popug_loader(&self) -> &DataLoader<PopugLoader> {
-        self.data_unchecked::<DataLoader<PopugLoader>>()
-    }
+pub(crate) async fn load_popug(ctx: &Context<'_>, id: &PopugId) -> ApiResult<PopugObject> {
+    let popug = ctx
+        .popug_loader()
+        .load_one(id.clone())
+        .await
+        .map_err(|e| ApiError::Internal(e))?
+        .ok_or_else(|| ApiError::internal(format!("popug {id} is not in the replica")))?;
+    Ok(PopugObject(popug))
 }

@@ -87,10 +87,18 @@ impl PopugQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> ApiResult<Connection<String, PopugObject>> {
-        ctx.actor_in(&[Role::Admin, Role::Manager, Role::Accountant], "list popugs")?;
+        ctx.actor_in(
+            &[Role::Admin, Role::Manager, Role::Accountant],
+            "list popugs",
+        )?;
         let request = page::request(first, after)?;
         let found = ctx.popugs().list(role.map(Role::from), &request).await?;
-        Ok(page::connection(found, &request, |p| p.id.0.clone(), PopugObject))
+        Ok(page::connection(
+            found,
+            &request,
+            |p| p.id.0.clone(),
+            PopugObject,
+        ))
     }
 }
 

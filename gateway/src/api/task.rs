@@ -1,12 +1,19 @@
 //! Tasks: queries, and the New Task, Complete Task and Shuffle Tasks processes.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use accounting_domain::Prices;
 use async_graphql::connection::Connection;
+use async_graphql::dataloader::Loader;
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use task_domain::{NewTask, PopugId, Role, Task, TaskFilter, TaskId, TaskStatus};
+use task_domain::{
+    NewTask, PopugId, Role, Task, TaskError, TaskFilter, TaskId, TaskStatus, Tracker,
+};
 
 use super::popug::PopugObject;
-use super::{ApiError, ApiResult, ContextExt, page};
+use super::{ApiError, ApiResult, ContextExt, load_popug, page};
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
 #[graphql(name = "TaskStatus")]
@@ -34,6 +41,15 @@ impl From<TaskStatusValue> for TaskStatus {
 }
 
 pub struct TaskObject(pub Task);
+
+impl TaskObject {
+    async fn prices(&self, ctx: &Context<'_>) -> ApiResult<Option<Prices>> {
+        ctx.price_loader()
+            .load_one(self.0.id.clone())
+            .await
+            .map_err(|e| ApiError::Internal(e))
+    }
+}
 
 #[Object(name = "Task")]
 impl TaskObject {
@@ -66,6 +82,17 @@ impl TaskObject {
         load_popug(ctx, &self.0.created_by).await
     }
 
+    /// Debited from the assignee at every assignment: 10..=20. Null until accounting has
+    /// priced the task, which happens before the creating mutation answers.
+    async fn assign_fee(&self, ctx: &Context<'_>) -> ApiResult<Option<i64>> {
+        Ok(self.prices(ctx).await?.map(|p| p.assign_fee))
+    }
+
+    /// Credited to the completer: 20..=40. Null until accounting has priced the task.
+    async fn reward(&self, ctx: &Context<'_>) -> ApiResult<Option<i64>> {
+        Ok(self.prices(ctx).await?.map(|p| p.reward))
+    }
+
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
@@ -75,16 +102,17 @@ impl TaskObject {
     }
 }
 
-async fn load_popug(ctx: &Context<'_>, id: &PopugId) -> ApiResult<PopugObject> {
-    let popug = ctx
-        .popug_loader()
-        .load_one(id.clone())
-        .await
-        .map_err(|e| ApiError::Internal(e))?
-        .ok_or_else(|| {
-            ApiError::internal(format!("task refers to popug {id}, which is not in the replica"))
-        })?;
-    Ok(PopugObject(popug))
+/// Batches the tasks a response needs (the audit log's) into one query.
+pub struct TaskLoader(pub Tracker);
+
+impl Loader<TaskId> for TaskLoader {
+    type Value = Task;
+    type Error = Arc<TaskError>;
+
+    async fn load(&self, keys: &[TaskId]) -> Result<HashMap<TaskId, Task>, Self::Error> {
+        let found = self.0.by_ids(keys).await.map_err(Arc::new)?;
+        Ok(found.into_iter().map(|t| (t.id.clone(), t)).collect())
+    }
 }
 
 #[derive(InputObject)]
@@ -157,7 +185,12 @@ async fn list(
 ) -> ApiResult<Connection<String, TaskObject>> {
     let request = page::request(first, after)?;
     let found = ctx.tracker().list(&filter, &request).await?;
-    Ok(page::connection(found, &request, |t| t.id.0.clone(), TaskObject))
+    Ok(page::connection(
+        found,
+        &request,
+        |t| t.id.0.clone(),
+        TaskObject,
+    ))
 }
 
 #[derive(Default)]
@@ -166,26 +199,37 @@ pub struct TaskMutation;
 #[Object]
 impl TaskMutation {
     /// Creates a task and assigns it at once to a random popug who is neither admin nor manager.
-    async fn create_task(&self, ctx: &Context<'_>, input: CreateTaskInput) -> ApiResult<TaskObject> {
+    async fn create_task(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateTaskInput,
+    ) -> ApiResult<TaskObject> {
         let actor = ctx.actor()?.actor();
         let new = NewTask {
             title: input.title,
             jira_id: input.jira_id,
             description: input.description,
         };
-        Ok(TaskObject(ctx.tracker().create(&actor, new).await?))
+        let task = ctx.tracker().create(&actor, new).await?;
+        ctx.services().accounting.settle().await;
+        Ok(TaskObject(task))
     }
 
     /// Completes a task of the caller's.
     async fn complete_task(&self, ctx: &Context<'_>, id: ID) -> ApiResult<TaskObject> {
         let actor = ctx.actor()?.actor();
-        Ok(TaskObject(ctx.tracker().complete(&actor, &TaskId(id.0)).await?))
+        let task = ctx.tracker().complete(&actor, &TaskId(id.0)).await?;
+        ctx.services().accounting.settle().await;
+        Ok(TaskObject(task))
     }
 
     /// Draws every open task anew. For admins and managers.
     async fn shuffle_tasks(&self, ctx: &Context<'_>) -> ApiResult<ShuffleResult> {
-        let actor = ctx.actor_in(&[Role::Admin, Role::Manager], "shuffle tasks")?.actor();
+        let actor = ctx
+            .actor_in(&[Role::Admin, Role::Manager], "shuffle tasks")?
+            .actor();
         let outcome = ctx.tracker().shuffle(&actor).await?;
+        ctx.services().accounting.settle().await;
         Ok(ShuffleResult {
             reassigned: i32::try_from(outcome.reassigned).unwrap_or(i32::MAX),
             moved: i32::try_from(outcome.moved).unwrap_or(i32::MAX),

@@ -1,0 +1,100 @@
+//! The common audit log: what happened, the money it moved, and the balance after it.
+
+use ates_db::from_micros;
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    TaskCreated,
+    TaskAssigned,
+    TaskCompleted,
+    Payout,
+}
+
+impl EntryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TaskCreated => "TASK_CREATED",
+            Self::TaskAssigned => "TASK_ASSIGNED",
+            Self::TaskCompleted => "TASK_COMPLETED",
+            Self::Payout => "PAYOUT",
+        }
+    }
+
+    fn from_stored(stored: &str) -> Self {
+        match stored {
+            "TASK_CREATED" => Self::TaskCreated,
+            "TASK_ASSIGNED" => Self::TaskAssigned,
+            "TASK_COMPLETED" => Self::TaskCompleted,
+            _ => Self::Payout,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub seq: i64,
+    /// The event the entry records; one entry per event.
+    pub event_id: String,
+    pub kind: EntryKind,
+    /// Signed: a fee or a payout is negative, a reward positive, a creation zero.
+    pub amount: i64,
+    pub balance_after: i64,
+    pub task_id: Option<String>,
+    pub popug_id: String,
+    /// When the log received the event.
+    pub logged_at: DateTime<Utc>,
+}
+
+pub(crate) const COLUMNS: &str =
+    "seq, event_id, kind, amount, balance_after, task_id, popug_id, logged_at";
+
+#[derive(FromRow)]
+pub(crate) struct LogRow {
+    seq: i64,
+    event_id: String,
+    kind: String,
+    amount: i64,
+    balance_after: i64,
+    task_id: Option<String>,
+    popug_id: String,
+    logged_at: i64,
+}
+
+impl From<LogRow> for LogEntry {
+    fn from(row: LogRow) -> Self {
+        Self {
+            seq: row.seq,
+            event_id: row.event_id,
+            kind: EntryKind::from_stored(&row.kind),
+            amount: row.amount,
+            balance_after: row.balance_after,
+            task_id: row.task_id,
+            popug_id: row.popug_id,
+            logged_at: from_micros(row.logged_at),
+        }
+    }
+}
+
+/// Which entries a reader asks for; every condition given must hold.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    pub popug_id: Option<String>,
+    pub task_id: Option<String>,
+    /// Empty: every kind.
+    pub kinds: Vec<EntryKind>,
+    /// `logged_at >= from`.
+    pub from: Option<DateTime<Utc>>,
+    /// `logged_at < to`.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// A page of the log by sequence number.
+#[derive(Debug, Clone)]
+pub struct LogPage {
+    pub first: usize,
+    /// Entries strictly beyond this sequence number, in the page's direction.
+    pub after: Option<i64>,
+    pub oldest_first: bool,
+}

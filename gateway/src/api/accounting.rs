@@ -1,0 +1,280 @@
+//! Accounts and the common audit log.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use accounting_domain::{AccountingError, EntryKind, Ledger, LogEntry, LogFilter, LogPage, Prices};
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::dataloader::Loader;
+use async_graphql::{Context, Enum, ID, InputObject, Object};
+use chrono::{DateTime, Utc};
+use task_domain::{Popug, PopugId, Role, TaskId};
+
+use super::popug::PopugObject;
+use super::scalars::Date;
+use super::task::TaskObject;
+use super::{ApiError, ApiResult, ContextExt, load_popug, page};
+
+/// Who sees everyone's money.
+const BOOKKEEPERS: [Role; 2] = [Role::Admin, Role::Accountant];
+
+impl From<AccountingError> for ApiError {
+    fn from(error: AccountingError) -> Self {
+        Self::internal(error)
+    }
+}
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(name = "AuditLogKind")]
+pub enum KindValue {
+    TaskCreated,
+    TaskAssigned,
+    TaskCompleted,
+    Payout,
+}
+
+impl From<EntryKind> for KindValue {
+    fn from(kind: EntryKind) -> Self {
+        match kind {
+            EntryKind::TaskCreated => Self::TaskCreated,
+            EntryKind::TaskAssigned => Self::TaskAssigned,
+            EntryKind::TaskCompleted => Self::TaskCompleted,
+            EntryKind::Payout => Self::Payout,
+        }
+    }
+}
+
+impl From<KindValue> for EntryKind {
+    fn from(kind: KindValue) -> Self {
+        match kind {
+            KindValue::TaskCreated => Self::TaskCreated,
+            KindValue::TaskAssigned => Self::TaskAssigned,
+            KindValue::TaskCompleted => Self::TaskCompleted,
+            KindValue::Payout => Self::Payout,
+        }
+    }
+}
+
+/// One business event in the common log, with the money it moved.
+pub struct AuditLogEntry(LogEntry);
+
+#[Object]
+impl AuditLogEntry {
+    /// Position in the log; later entries have higher numbers.
+    async fn seq(&self) -> i64 {
+        self.0.seq
+    }
+
+    /// When the log received the event.
+    async fn logged_at(&self) -> DateTime<Utc> {
+        self.0.logged_at
+    }
+
+    async fn kind(&self) -> KindValue {
+        self.0.kind.into()
+    }
+
+    /// Signed: fees and payouts are negative, rewards positive, creations zero.
+    async fn amount(&self) -> i64 {
+        self.0.amount
+    }
+
+    /// The popug's balance right after this entry.
+    async fn balance_after(&self) -> i64 {
+        self.0.balance_after
+    }
+
+    async fn task_id(&self) -> Option<ID> {
+        self.0.task_id.clone().map(ID)
+    }
+
+    async fn task(&self, ctx: &Context<'_>) -> ApiResult<Option<TaskObject>> {
+        let Some(id) = &self.0.task_id else {
+            return Ok(None);
+        };
+        Ok(ctx
+            .task_loader()
+            .load_one(TaskId(id.clone()))
+            .await
+            .map_err(|e| ApiError::Internal(e))?
+            .map(TaskObject))
+    }
+
+    async fn popug_id(&self) -> ID {
+        ID(self.0.popug_id.clone())
+    }
+
+    async fn popug(&self, ctx: &Context<'_>) -> ApiResult<PopugObject> {
+        load_popug(ctx, &PopugId(self.0.popug_id.clone())).await
+    }
+}
+
+/// A popug's account.
+pub struct AccountObject {
+    popug_id: PopugId,
+    balance: i64,
+}
+
+#[Object(name = "Account")]
+impl AccountObject {
+    async fn popug(&self, ctx: &Context<'_>) -> ApiResult<PopugObject> {
+        load_popug(ctx, &self.popug_id).await
+    }
+
+    /// May be negative; a negative balance carries over to the next day.
+    async fn balance(&self) -> i64 {
+        self.balance
+    }
+
+    /// The popug's audit log for one business day (today when omitted), oldest first.
+    async fn log(
+        &self,
+        ctx: &Context<'_>,
+        day: Option<Date>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<Connection<String, AuditLogEntry>> {
+        let calendar = ctx.calendar();
+        let (from, to) = calendar.bounds(day.map_or_else(|| calendar.today(), |d| d.0));
+        let filter = LogFilter {
+            popug_id: Some(self.popug_id.0.clone()),
+            from: Some(from),
+            to: Some(to),
+            ..LogFilter::default()
+        };
+        log_page(ctx.ledger(), &filter, first, after, true).await
+    }
+}
+
+#[derive(InputObject, Default)]
+pub struct AuditLogFilter {
+    pub popug_id: Option<ID>,
+    pub task_id: Option<ID>,
+    /// Any of these kinds; every kind when omitted or empty.
+    pub kinds: Option<Vec<KindValue>>,
+    /// Entries logged at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Entries logged before this instant.
+    pub to: Option<DateTime<Utc>>,
+    /// Oldest first instead of newest first.
+    #[graphql(default)]
+    pub oldest_first: bool,
+}
+
+#[derive(Default)]
+pub struct AccountingQuery;
+
+#[Object]
+impl AccountingQuery {
+    /// A popug's account: the caller's own when `popugId` is omitted; anyone's for admins and
+    /// accountants.
+    async fn account(&self, ctx: &Context<'_>, popug_id: Option<ID>) -> ApiResult<AccountObject> {
+        let actor = ctx.actor()?;
+        let popug_id = readable_popug(
+            actor,
+            popug_id.map(|id| PopugId(id.0)),
+            "see another popug's account",
+        )?;
+        if popug_id != actor.id && ctx.popugs().get(&popug_id).await?.is_none() {
+            return Err(ApiError::NotFound(format!(
+                "popug {popug_id} does not exist"
+            )));
+        }
+        let balance = ctx.ledger().balance(&popug_id.0).await?;
+        Ok(AccountObject { popug_id, balance })
+    }
+
+    /// The common audit log, newest first by default: the caller's own entries, or everyone's
+    /// for admins and accountants.
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<AuditLogFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<Connection<String, AuditLogEntry>> {
+        let actor = ctx.actor()?;
+        let filter = filter.unwrap_or_default();
+        let requested = filter.popug_id.map(|id| PopugId(id.0));
+        let popug_id = if BOOKKEEPERS.contains(&actor.role) {
+            requested
+        } else {
+            Some(readable_popug(
+                actor,
+                requested,
+                "read another popug's log",
+            )?)
+        };
+        let domain = LogFilter {
+            popug_id: popug_id.map(|p| p.0),
+            task_id: filter.task_id.map(|id| id.0),
+            kinds: filter
+                .kinds
+                .unwrap_or_default()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            from: filter.from,
+            to: filter.to,
+        };
+        log_page(ctx.ledger(), &domain, first, after, filter.oldest_first).await
+    }
+}
+
+/// The popug whose money the actor asks about, if the actor may see it.
+fn readable_popug(actor: &Popug, requested: Option<PopugId>, action: &str) -> ApiResult<PopugId> {
+    match requested {
+        None => Ok(actor.id.clone()),
+        Some(id) if id == actor.id || BOOKKEEPERS.contains(&actor.role) => Ok(id),
+        Some(_) => Err(ApiError::forbidden(format!(
+            "only admin or accountant may {action}"
+        ))),
+    }
+}
+
+async fn log_page(
+    ledger: &Ledger,
+    filter: &LogFilter,
+    first: Option<i32>,
+    after: Option<String>,
+    oldest_first: bool,
+) -> ApiResult<Connection<String, AuditLogEntry>> {
+    let request = page::request(first, after)?;
+    let after =
+        match &request.after {
+            None => None,
+            Some(cursor) => Some(cursor.parse::<i64>().map_err(|_| {
+                ApiError::BadUserInput("after is not a cursor of this list".into())
+            })?),
+        };
+    let (entries, has_next) = ledger
+        .log(
+            filter,
+            &LogPage {
+                first: request.first,
+                after,
+                oldest_first,
+            },
+        )
+        .await?;
+    let mut connection = Connection::new(after.is_some(), has_next);
+    connection.edges = entries
+        .into_iter()
+        .map(|entry| Edge::new(entry.seq.to_string(), AuditLogEntry(entry)))
+        .collect();
+    Ok(connection)
+}
+
+/// Batches the prices a page of tasks needs into one query.
+pub struct PriceLoader(pub Ledger);
+
+impl Loader<TaskId> for PriceLoader {
+    type Value = Prices;
+    type Error = Arc<AccountingError>;
+
+    async fn load(&self, keys: &[TaskId]) -> Result<HashMap<TaskId, Prices>, Self::Error> {
+        let ids: Vec<String> = keys.iter().map(|k| k.0.clone()).collect();
+        let prices = self.0.prices(&ids).await.map_err(Arc::new)?;
+        Ok(prices.into_iter().map(|(id, p)| (TaskId(id), p)).collect())
+    }
+}
