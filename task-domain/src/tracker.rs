@@ -268,6 +268,11 @@ async fn assignable(conn: &mut AnyConnection) -> Result<Vec<PopugId>, TaskError>
 
 /// Moves each `(task, assignee)` pair in one statement. Both backends name the columns of a
 /// bare VALUES list `column1`, `column2`.
+///
+/// No `status = 'OPEN'` here: the shuffle's transaction holds the rows (locked on PostgreSQL,
+/// the whole database on SQLite) since it read them open, and that extra predicate leads
+/// SQLite's planner to drive the join from the status index, which took 7 s instead of 0.14 s
+/// for 10,000 tasks.
 async fn reassign(conn: &mut AnyConnection, moves: &[(&str, &str)]) -> Result<(), TaskError> {
     let values = (0..moves.len())
         .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
@@ -275,7 +280,7 @@ async fn reassign(conn: &mut AnyConnection, moves: &[(&str, &str)]) -> Result<()
         .join(", ");
     let sql = format!(
         "UPDATE tasks SET assignee_id = v.column2 FROM (VALUES {values}) AS v \
-         WHERE tasks.id = v.column1 AND tasks.status = 'OPEN'"
+         WHERE tasks.id = v.column1"
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (task, assignee) in moves {

@@ -4,9 +4,12 @@
 
 mod helpers;
 
+mod model;
+
 mod accounting;
 mod auth;
 mod concurrency;
+mod crash;
 mod popugs;
 mod schema;
 mod tasks;

@@ -1,0 +1,135 @@
+//! The gateway killed with SIGKILL in the middle of a burst, then started again: every event
+//! committed before the kill is handled once, none twice.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::future::join_all;
+use serde_json::{Value, json};
+
+use crate::helpers::{SECRET, TestDatabase, assert_ledger_invariants, token};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_crash_mid_burst_loses_nothing() {
+    crash_mid_burst_loses_nothing(TestDatabase::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_crash_mid_burst_loses_nothing() {
+    if let Some(database) = TestDatabase::postgres().await {
+        crash_mid_burst_loses_nothing(database).await;
+    }
+}
+
+/// The real binary, on a port of its choosing.
+struct Gateway {
+    child: Child,
+    url: String,
+}
+
+impl Gateway {
+    fn start(database: &TestDatabase) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .env("DATABASE_URL", &database.url)
+            .env("ATES_LISTEN", "127.0.0.1:0")
+            .env("ATES_DATA_DIR", database.dir.path())
+            .env("ATES_JWT_SECRET", SECRET)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the gateway");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("the gateway prints its address")
+                .expect("read stdout");
+            if let Some(address) = line.strip_prefix("aTES gateway on ") {
+                break format!("{address}/graphql");
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, url }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+}
+
+async fn post(client: &reqwest::Client, url: &str, token: &str, query: &str, variables: Value) -> Option<Value> {
+    let response = client
+        .post(url)
+        .bearer_auth(token)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .ok()?;
+    response.json().await.ok()
+}
+
+async fn crash_mid_burst_loses_nothing(database: TestDatabase) {
+    let client = reqwest::Client::new();
+    let now = Utc::now().timestamp();
+    let user = |role: &str, name: &str| {
+        let id = uuid::Uuid::new_v4().to_string();
+        let token = token(&json!({ "sub": id, "name": name, "role": role, "iat": now, "exp": now + 3600 }));
+        (id, token)
+    };
+    let manager = user("manager", "mark");
+    let workers: Vec<(String, String)> = (0..4).map(|i| user("worker", &format!("w{i}"))).collect();
+
+    let gateway = Gateway::start(&database);
+    for (_, token) in workers.iter().chain([&manager]) {
+        post(&client, &gateway.url, token, "{ me { id } }", json!({})).await.expect("me");
+    }
+    // A burst of creations, completions and shuffles, cut short by the kill.
+    let burst = (0..1000).map(|i| {
+        let (client, url) = (&client, gateway.url.clone());
+        let (manager, workers) = (&manager, &workers);
+        async move {
+            let created = post(
+                client,
+                &url,
+                &manager.1,
+                "mutation($t: String!) { createTask(input: {title: $t}) { id assignee { id } } }",
+                json!({ "t": format!("Task {i}") }),
+            )
+            .await?;
+            let task = &created["data"]["createTask"];
+            if i % 3 == 0 {
+                let holder = workers.iter().find(|w| task["assignee"]["id"] == w.0.as_str())?;
+                post(client, &url, &holder.1, "mutation($id: ID!) { completeTask(id: $id) { id } }", json!({ "id": task["id"] })).await?;
+            }
+            if i % 25 == 0 {
+                post(client, &url, &manager.1, "mutation { shuffleTasks { moved } }", json!({})).await?;
+            }
+            Some(())
+        }
+    });
+    let kill_after = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    tokio::select! {
+        _ = join_all(burst) => panic!("the burst finished before the kill: make it longer"),
+        () = kill_after => {}
+    }
+    gateway.kill();
+
+    let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+        .fetch_one(database.connect().await.pool())
+        .await
+        .unwrap();
+    assert!(events > 0, "nothing was committed before the kill");
+
+    // Started again, it handles what the killed one left, once.
+    let gateway = Gateway::start(&database);
+    assert_ledger_invariants(&database.connect().await).await;
+    gateway.kill();
+}

@@ -1,0 +1,165 @@
+//! A few hundred random histories of creations, completions and shuffles, by random popugs,
+//! run through the domains and replayed against an in-memory model of the rules: the answers,
+//! the balances and the audit log must agree. A failure prints the seed; `MODEL_SEED=<seed>`
+//! runs that history first.
+
+use std::collections::HashMap;
+
+use accounting_domain::{EntryKind, Ledger, LogFilter, LogPage};
+use chrono::Utc;
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use task_domain::{Actor, NewTask, PopugClaims, PopugId, Popugs, Role, TaskError, TaskId, TaskStatus, Tracker};
+
+use crate::helpers::TestDatabase;
+
+const HISTORIES: u64 = 300;
+const OPERATIONS: usize = 8;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_random_histories_match_the_model() {
+    random_histories_match_the_model(TestDatabase::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_random_histories_match_the_model() {
+    if let Some(database) = TestDatabase::postgres().await {
+        random_histories_match_the_model(database).await;
+    }
+}
+
+/// What the rules say the state is.
+#[derive(Default)]
+struct Model {
+    balances: HashMap<String, i64>,
+    /// Task → (open?, assignee, fee, reward).
+    tasks: HashMap<String, (bool, String, i64, i64)>,
+    /// Entries expected since the last check: (kind, amount, popug, task).
+    pending: Vec<(EntryKind, i64, String, String)>,
+}
+
+impl Model {
+    fn entry(&mut self, kind: EntryKind, amount: i64, popug: &str, task: &str) {
+        *self.balances.entry(popug.to_owned()).or_default() += amount;
+        self.pending.push((kind, amount, popug.to_owned(), task.to_owned()));
+    }
+}
+
+async fn random_histories_match_the_model(database: TestDatabase) {
+    let db = database.connect().await;
+    let (tracker, popugs, ledger) = (Tracker::new(db.clone()), Popugs::new(db.clone()), Ledger::new(db.clone()));
+    let mut actors = Vec::new();
+    for (i, role) in ["admin", "manager", "accountant", "worker", "worker", "worker", "worker"].iter().enumerate() {
+        let claims = PopugClaims {
+            id: PopugId(format!("popug-{i}")),
+            name: format!("popug {i}"),
+            email: None,
+            role: Role::from_claim(role),
+            issued_at: Utc::now(),
+        };
+        actors.push(popugs.sync(&claims).await.unwrap().actor());
+    }
+    let base: u64 = std::env::var("MODEL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    let mut model = Model::default();
+    let mut last_seq = 0;
+    for history in 0..HISTORIES {
+        let seed = base.wrapping_add(history);
+        let mut rng = StdRng::seed_from_u64(seed);
+        for _ in 0..OPERATIONS {
+            step(&mut rng, &tracker, &ledger, &actors, &mut model)
+                .await
+                .unwrap_or_else(|e| panic!("history {history} (seed {seed}, base {base}): {e}"));
+        }
+        ledger.catch_up().await.unwrap();
+        let (entries, _) = ledger
+            .log(&LogFilter::default(), &LogPage { first: 1_000_000, after: Some(last_seq), oldest_first: true })
+            .await
+            .unwrap();
+        if let Some(last) = entries.last() {
+            last_seq = last.seq;
+        }
+        let mut actual: Vec<_> = entries
+            .into_iter()
+            .map(|e| (e.kind.as_str(), e.amount, e.popug_id, e.task_id.unwrap_or_default()))
+            .collect();
+        let mut expected: Vec<_> =
+            model.pending.drain(..).map(|(k, a, p, t)| (k.as_str(), a, p, t)).collect();
+        actual.sort();
+        expected.sort();
+        assert_eq!(actual, expected, "audit log of history {history} (seed {seed}, base {base})");
+        for actor in &actors {
+            let balance = ledger.balance(&actor.id.0).await.unwrap();
+            let modelled = model.balances.get(&actor.id.0).copied().unwrap_or(0);
+            assert_eq!(balance, modelled, "balance of {} after history {history} (seed {seed}, base {base})", actor.id);
+        }
+    }
+}
+
+async fn step(rng: &mut StdRng, tracker: &Tracker, ledger: &Ledger, actors: &[Actor], model: &mut Model) -> Result<(), String> {
+    let actor = actors.choose(rng).unwrap().clone();
+    match rng.random_range(0..10) {
+        0..=4 => {
+            let task = tracker
+                .create(&actor, NewTask { title: "t".into(), jira_id: None, description: String::new() })
+                .await
+                .map_err(|e| format!("create: {e}"))?;
+            if !task.assignee_id.0.starts_with("popug-") || !Role::is_assignable(role_of(actors, &task.assignee_id)) {
+                return Err(format!("assigned to {}", task.assignee_id));
+            }
+            ledger.catch_up().await.map_err(|e| e.to_string())?;
+            let prices = ledger.prices(std::slice::from_ref(&task.id.0)).await.map_err(|e| e.to_string())?[&task.id.0];
+            model.tasks.insert(task.id.0.clone(), (true, task.assignee_id.0.clone(), prices.assign_fee, prices.reward));
+            model.entry(EntryKind::TaskCreated, 0, &actor.id.0, &task.id.0);
+            model.entry(EntryKind::TaskAssigned, -prices.assign_fee, &task.assignee_id.0, &task.id.0);
+        }
+        5..=7 => {
+            let mut ids: Vec<&String> = model.tasks.keys().collect();
+            ids.sort();
+            let Some(id) = ids.choose(rng).map(|s| (*s).clone()) else { return Ok(()) };
+            let (open, assignee, _, reward) = model.tasks[&id].clone();
+            // Mostly the assignee, sometimes anyone.
+            let actor = if rng.random_bool(0.7) { actors.iter().find(|a| a.id.0 == assignee).unwrap().clone() } else { actor };
+            let result = tracker.complete(&actor, &TaskId(id.clone())).await;
+            match (result, actor.id.0 == assignee, open) {
+                (Ok(task), true, true) => {
+                    if task.status != TaskStatus::Done {
+                        return Err("completed task is not done".into());
+                    }
+                    model.tasks.get_mut(&id).unwrap().0 = false;
+                    model.entry(EntryKind::TaskCompleted, reward, &actor.id.0, &id);
+                }
+                (Err(TaskError::Forbidden(_)), false, _) => {}
+                (Err(TaskError::AlreadyInState { .. }), true, false) => {}
+                (other, is_assignee, open) => {
+                    return Err(format!("complete (assignee: {is_assignee}, open: {open}) gave {other:?}"));
+                }
+            }
+        }
+        _ => {
+            let result = tracker.shuffle(&actor).await;
+            match result {
+                Err(TaskError::Forbidden(_)) if !actor.role.may_shuffle() => {}
+                Ok(outcome) if actor.role.may_shuffle() => {
+                    let open: Vec<TaskId> =
+                        model.tasks.iter().filter(|(_, t)| t.0).map(|(id, _)| TaskId(id.clone())).collect();
+                    if outcome.reassigned != open.len() {
+                        return Err(format!("shuffled {} of {} open tasks", outcome.reassigned, open.len()));
+                    }
+                    for task in tracker.by_ids(&open).await.map_err(|e| e.to_string())? {
+                        let entry = model.tasks.get_mut(&task.id.0).unwrap();
+                        entry.1 = task.assignee_id.0.clone();
+                        let fee = entry.2;
+                        model.entry(EntryKind::TaskAssigned, -fee, &task.assignee_id.0, &task.id.0);
+                    }
+                }
+                other => return Err(format!("shuffle by {:?} gave {other:?}", actor.role)),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn role_of(actors: &[Actor], id: &PopugId) -> Role {
+    actors.iter().find(|a| &a.id == id).map_or(Role::Admin, |a| a.role)
+}
