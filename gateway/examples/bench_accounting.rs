@@ -30,11 +30,16 @@ async fn main() -> anyhow::Result<()> {
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(admin.pool())
             .await?;
-        let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .unwrap_or(&admin_url);
         let result = bench("postgres", &format!("{base}/{name}"), dir.path()).await;
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-            .execute(admin.pool())
-            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(admin.pool())
+        .await?;
         result?;
     }
     Ok(())
@@ -63,17 +68,33 @@ async fn bench(backend: &str, url: &str, data_dir: &std::path::Path) -> anyhow::
     let now = Utc::now().timestamp();
     let token = |role: &str, i: usize| {
         let claims = json!({ "sub": format!("{role}-{i}"), "name": format!("{role} {i}"), "role": role, "iat": now, "exp": now + 3600 });
-        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()))
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
     };
     let manager = token("manager", 0)?;
     for i in 0..20 {
         let worker = token("worker", i)?;
-        client.post(&endpoint).bearer_auth(&worker).json(&json!({ "query": "{ me { id } }" })).send().await?;
+        client
+            .post(&endpoint)
+            .bearer_auth(&worker)
+            .json(&json!({ "query": "{ me { id } }" }))
+            .send()
+            .await?;
     }
     // Light load: one creation at a time, 10 ms apart.
     for i in 0..TASKS {
         let body = json!({ "query": "mutation($t: String!) { createTask(input: {title: $t}) { id } }", "variables": { "t": format!("Task {i}") } });
-        let answer: serde_json::Value = client.post(&endpoint).bearer_auth(&manager).json(&body).send().await?.json().await?;
+        let answer: serde_json::Value = client
+            .post(&endpoint)
+            .bearer_auth(&manager)
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?;
         anyhow::ensure!(answer.get("errors").is_none(), "{answer}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -84,7 +105,8 @@ async fn bench(backend: &str, url: &str, data_dir: &std::path::Path) -> anyhow::
     .fetch_all(db.pool())
     .await?;
     latencies.sort_unstable();
-    let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize] as f64 / 1000.0;
+    let at =
+        |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize] as f64 / 1000.0;
     println!(
         "{backend}: task commit -> audit-log entry over {} assignments: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         latencies.len(),
@@ -95,7 +117,10 @@ async fn bench(backend: &str, url: &str, data_dir: &std::path::Path) -> anyhow::
 
     // 1,000,000 entries for 1,000 popugs over 30 days, then one popug's day.
     let started = Instant::now();
-    let month_start = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap().timestamp_micros();
+    let month_start = Utc
+        .with_ymd_and_hms(2026, 10, 1, 0, 0, 0)
+        .unwrap()
+        .timestamp_micros();
     let step = 30 * 86_400_000_000 / LOG_ROWS;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {LOG_ROWS}) \
@@ -117,7 +142,11 @@ async fn bench(backend: &str, url: &str, data_dir: &std::path::Path) -> anyhow::
         to: Some(day + chrono::Duration::days(1)),
         ..LogFilter::default()
     };
-    let page = LogPage { first: 100, after: None, oldest_first: true };
+    let page = LogPage {
+        first: 100,
+        after: None,
+        oldest_first: true,
+    };
     let mut times = Vec::new();
     let mut rows = 0;
     for _ in 0..200 {

@@ -63,7 +63,13 @@ impl Gateway {
     }
 }
 
-async fn post(client: &reqwest::Client, url: &str, token: &str, query: &str, variables: Value) -> Option<Value> {
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    query: &str,
+    variables: Value,
+) -> Option<Value> {
     let response = client
         .post(url)
         .bearer_auth(token)
@@ -79,7 +85,8 @@ async fn crash_mid_burst_loses_nothing(database: TestDatabase) {
     let now = Utc::now().timestamp();
     let user = |role: &str, name: &str| {
         let id = uuid::Uuid::new_v4().to_string();
-        let token = token(&json!({ "sub": id, "name": name, "role": role, "iat": now, "exp": now + 3600 }));
+        let token =
+            token(&json!({ "sub": id, "name": name, "role": role, "iat": now, "exp": now + 3600 }));
         (id, token)
     };
     let manager = user("manager", "mark");
@@ -87,7 +94,9 @@ async fn crash_mid_burst_loses_nothing(database: TestDatabase) {
 
     let gateway = Gateway::start(&database);
     for (_, token) in workers.iter().chain([&manager]) {
-        post(&client, &gateway.url, token, "{ me { id } }", json!({})).await.expect("me");
+        post(&client, &gateway.url, token, "{ me { id } }", json!({}))
+            .await
+            .expect("me");
     }
     // A burst of creations, completions and shuffles, cut short by the kill.
     let burst = (0..1000).map(|i| {
@@ -104,11 +113,27 @@ async fn crash_mid_burst_loses_nothing(database: TestDatabase) {
             .await?;
             let task = &created["data"]["createTask"];
             if i % 3 == 0 {
-                let holder = workers.iter().find(|w| task["assignee"]["id"] == w.0.as_str())?;
-                post(client, &url, &holder.1, "mutation($id: ID!) { completeTask(id: $id) { id } }", json!({ "id": task["id"] })).await?;
+                let holder = workers
+                    .iter()
+                    .find(|w| task["assignee"]["id"] == w.0.as_str())?;
+                post(
+                    client,
+                    &url,
+                    &holder.1,
+                    "mutation($id: ID!) { completeTask(id: $id) { id } }",
+                    json!({ "id": task["id"] }),
+                )
+                .await?;
             }
             if i % 25 == 0 {
-                post(client, &url, &manager.1, "mutation { shuffleTasks { moved } }", json!({})).await?;
+                post(
+                    client,
+                    &url,
+                    &manager.1,
+                    "mutation { shuffleTasks { moved } }",
+                    json!({}),
+                )
+                .await?;
             }
             Some(())
         }

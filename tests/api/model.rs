@@ -10,7 +10,9 @@ use chrono::Utc;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
-use task_domain::{Actor, NewTask, PopugClaims, PopugId, Popugs, Role, TaskError, TaskId, TaskStatus, Tracker};
+use task_domain::{
+    Actor, NewTask, PopugClaims, PopugId, Popugs, Role, TaskError, TaskId, TaskStatus, Tracker,
+};
 
 use crate::helpers::TestDatabase;
 
@@ -42,15 +44,31 @@ struct Model {
 impl Model {
     fn entry(&mut self, kind: EntryKind, amount: i64, popug: &str, task: &str) {
         *self.balances.entry(popug.to_owned()).or_default() += amount;
-        self.pending.push((kind, amount, popug.to_owned(), task.to_owned()));
+        self.pending
+            .push((kind, amount, popug.to_owned(), task.to_owned()));
     }
 }
 
 async fn random_histories_match_the_model(database: TestDatabase) {
     let db = database.connect().await;
-    let (tracker, popugs, ledger) = (Tracker::new(db.clone()), Popugs::new(db.clone()), Ledger::new(db.clone()));
+    let (tracker, popugs, ledger) = (
+        Tracker::new(db.clone()),
+        Popugs::new(db.clone()),
+        Ledger::new(db.clone()),
+    );
     let mut actors = Vec::new();
-    for (i, role) in ["admin", "manager", "accountant", "worker", "worker", "worker", "worker"].iter().enumerate() {
+    for (i, role) in [
+        "admin",
+        "manager",
+        "accountant",
+        "worker",
+        "worker",
+        "worker",
+        "worker",
+    ]
+    .iter()
+    .enumerate()
+    {
         let claims = PopugClaims {
             id: PopugId(format!("popug-{i}")),
             name: format!("popug {i}"),
@@ -60,7 +78,10 @@ async fn random_histories_match_the_model(database: TestDatabase) {
         };
         actors.push(popugs.sync(&claims).await.unwrap().actor());
     }
-    let base: u64 = std::env::var("MODEL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    let base: u64 = std::env::var("MODEL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
     let mut model = Model::default();
     let mut last_seq = 0;
     for history in 0..HISTORIES {
@@ -73,7 +94,14 @@ async fn random_histories_match_the_model(database: TestDatabase) {
         }
         ledger.catch_up().await.unwrap();
         let (entries, _) = ledger
-            .log(&LogFilter::default(), &LogPage { first: 1_000_000, after: Some(last_seq), oldest_first: true })
+            .log(
+                &LogFilter::default(),
+                &LogPage {
+                    first: 1_000_000,
+                    after: Some(last_seq),
+                    oldest_first: true,
+                },
+            )
             .await
             .unwrap();
         if let Some(last) = entries.last() {
@@ -81,45 +109,106 @@ async fn random_histories_match_the_model(database: TestDatabase) {
         }
         let mut actual: Vec<_> = entries
             .into_iter()
-            .map(|e| (e.kind.as_str(), e.amount, e.popug_id, e.task_id.unwrap_or_default()))
+            .map(|e| {
+                (
+                    e.kind.as_str(),
+                    e.amount,
+                    e.popug_id,
+                    e.task_id.unwrap_or_default(),
+                )
+            })
             .collect();
-        let mut expected: Vec<_> =
-            model.pending.drain(..).map(|(k, a, p, t)| (k.as_str(), a, p, t)).collect();
+        let mut expected: Vec<_> = model
+            .pending
+            .drain(..)
+            .map(|(k, a, p, t)| (k.as_str(), a, p, t))
+            .collect();
         actual.sort();
         expected.sort();
-        assert_eq!(actual, expected, "audit log of history {history} (seed {seed}, base {base})");
+        assert_eq!(
+            actual, expected,
+            "audit log of history {history} (seed {seed}, base {base})"
+        );
         for actor in &actors {
             let balance = ledger.balance(&actor.id.0).await.unwrap();
             let modelled = model.balances.get(&actor.id.0).copied().unwrap_or(0);
-            assert_eq!(balance, modelled, "balance of {} after history {history} (seed {seed}, base {base})", actor.id);
+            assert_eq!(
+                balance, modelled,
+                "balance of {} after history {history} (seed {seed}, base {base})",
+                actor.id
+            );
         }
     }
 }
 
-async fn step(rng: &mut StdRng, tracker: &Tracker, ledger: &Ledger, actors: &[Actor], model: &mut Model) -> Result<(), String> {
+async fn step(
+    rng: &mut StdRng,
+    tracker: &Tracker,
+    ledger: &Ledger,
+    actors: &[Actor],
+    model: &mut Model,
+) -> Result<(), String> {
     let actor = actors.choose(rng).unwrap().clone();
-    match rng.random_range(0..10) {
-        0..=4 => {
+    match rng.random_range(0..20) {
+        0..=7 => {
             let task = tracker
-                .create(&actor, NewTask { title: "t".into(), jira_id: None, description: String::new() })
+                .create(
+                    &actor,
+                    NewTask {
+                        title: "t".into(),
+                        jira_id: None,
+                        description: String::new(),
+                    },
+                )
                 .await
                 .map_err(|e| format!("create: {e}"))?;
-            if !task.assignee_id.0.starts_with("popug-") || !Role::is_assignable(role_of(actors, &task.assignee_id)) {
+            if !task.assignee_id.0.starts_with("popug-")
+                || !Role::is_assignable(role_of(actors, &task.assignee_id))
+            {
                 return Err(format!("assigned to {}", task.assignee_id));
             }
             ledger.catch_up().await.map_err(|e| e.to_string())?;
-            let prices = ledger.prices(std::slice::from_ref(&task.id.0)).await.map_err(|e| e.to_string())?[&task.id.0];
-            model.tasks.insert(task.id.0.clone(), (true, task.assignee_id.0.clone(), prices.assign_fee, prices.reward));
+            let prices = ledger
+                .prices(std::slice::from_ref(&task.id.0))
+                .await
+                .map_err(|e| e.to_string())?[&task.id.0];
+            model.tasks.insert(
+                task.id.0.clone(),
+                (
+                    true,
+                    task.assignee_id.0.clone(),
+                    prices.assign_fee,
+                    prices.reward,
+                ),
+            );
             model.entry(EntryKind::TaskCreated, 0, &actor.id.0, &task.id.0);
-            model.entry(EntryKind::TaskAssigned, -prices.assign_fee, &task.assignee_id.0, &task.id.0);
+            model.entry(
+                EntryKind::TaskAssigned,
+                -prices.assign_fee,
+                &task.assignee_id.0,
+                &task.id.0,
+            );
         }
-        5..=7 => {
-            let mut ids: Vec<&String> = model.tasks.keys().collect();
+        8..=18 => {
+            // Mostly an open task, sometimes any.
+            let only_open = rng.random_bool(0.8);
+            let mut ids: Vec<&String> = model
+                .tasks
+                .iter()
+                .filter(|(_, t)| t.0 || !only_open)
+                .map(|(id, _)| id)
+                .collect();
             ids.sort();
-            let Some(id) = ids.choose(rng).map(|s| (*s).clone()) else { return Ok(()) };
+            let Some(id) = ids.choose(rng).map(|s| (*s).clone()) else {
+                return Ok(());
+            };
             let (open, assignee, _, reward) = model.tasks[&id].clone();
             // Mostly the assignee, sometimes anyone.
-            let actor = if rng.random_bool(0.7) { actors.iter().find(|a| a.id.0 == assignee).unwrap().clone() } else { actor };
+            let actor = if rng.random_bool(0.7) {
+                actors.iter().find(|a| a.id.0 == assignee).unwrap().clone()
+            } else {
+                actor
+            };
             let result = tracker.complete(&actor, &TaskId(id.clone())).await;
             match (result, actor.id.0 == assignee, open) {
                 (Ok(task), true, true) => {
@@ -132,7 +221,9 @@ async fn step(rng: &mut StdRng, tracker: &Tracker, ledger: &Ledger, actors: &[Ac
                 (Err(TaskError::Forbidden(_)), false, _) => {}
                 (Err(TaskError::AlreadyInState { .. }), true, false) => {}
                 (other, is_assignee, open) => {
-                    return Err(format!("complete (assignee: {is_assignee}, open: {open}) gave {other:?}"));
+                    return Err(format!(
+                        "complete (assignee: {is_assignee}, open: {open}) gave {other:?}"
+                    ));
                 }
             }
         }
@@ -141,16 +232,29 @@ async fn step(rng: &mut StdRng, tracker: &Tracker, ledger: &Ledger, actors: &[Ac
             match result {
                 Err(TaskError::Forbidden(_)) if !actor.role.may_shuffle() => {}
                 Ok(outcome) if actor.role.may_shuffle() => {
-                    let open: Vec<TaskId> =
-                        model.tasks.iter().filter(|(_, t)| t.0).map(|(id, _)| TaskId(id.clone())).collect();
+                    let open: Vec<TaskId> = model
+                        .tasks
+                        .iter()
+                        .filter(|(_, t)| t.0)
+                        .map(|(id, _)| TaskId(id.clone()))
+                        .collect();
                     if outcome.reassigned != open.len() {
-                        return Err(format!("shuffled {} of {} open tasks", outcome.reassigned, open.len()));
+                        return Err(format!(
+                            "shuffled {} of {} open tasks",
+                            outcome.reassigned,
+                            open.len()
+                        ));
                     }
                     for task in tracker.by_ids(&open).await.map_err(|e| e.to_string())? {
                         let entry = model.tasks.get_mut(&task.id.0).unwrap();
                         entry.1 = task.assignee_id.0.clone();
                         let fee = entry.2;
-                        model.entry(EntryKind::TaskAssigned, -fee, &task.assignee_id.0, &task.id.0);
+                        model.entry(
+                            EntryKind::TaskAssigned,
+                            -fee,
+                            &task.assignee_id.0,
+                            &task.id.0,
+                        );
                     }
                 }
                 other => return Err(format!("shuffle by {:?} gave {other:?}", actor.role)),
@@ -161,5 +265,8 @@ async fn step(rng: &mut StdRng, tracker: &Tracker, ledger: &Ledger, actors: &[Ac
 }
 
 fn role_of(actors: &[Actor], id: &PopugId) -> Role {
-    actors.iter().find(|a| &a.id == id).map_or(Role::Admin, |a| a.role)
+    actors
+        .iter()
+        .find(|a| &a.id == id)
+        .map_or(Role::Admin, |a| a.role)
 }
