@@ -9,6 +9,9 @@ use crate::NewEvent;
 /// Rows per INSERT: seven parameters each keeps a statement far below either backend's limit.
 const CHUNK: usize = 500;
 
+/// PostgreSQL channel notified when a transaction that appended events commits.
+pub const NOTIFY_CHANNEL: &str = "ates_outbox";
+
 /// Key of the PostgreSQL advisory lock that orders outbox writers.
 const APPEND_LOCK: i64 = 0x0A7E_5001;
 
@@ -24,8 +27,10 @@ pub async fn append(conn: &mut AnyConnection, events: &[NewEvent]) -> Result<(),
         return Ok(());
     }
     if conn.backend_name() == "PostgreSQL" {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        // The notification is delivered at commit, and only if the transaction commits.
+        sqlx::query("SELECT pg_advisory_xact_lock($1), pg_notify($2, '')")
             .bind(APPEND_LOCK)
+            .bind(NOTIFY_CHANNEL)
             .execute(&mut *conn)
             .await?;
     }

@@ -46,17 +46,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn bench(backend: &str, url: &str, data_dir: &std::path::Path) -> anyhow::Result<()> {
-    let config = Config {
-        database_url: Some(url.to_owned()),
-        listen: "127.0.0.1:0".parse()?,
-        data_dir: data_dir.to_path_buf(),
-        jwt_secret: Some(SECRET.into()),
-        jwt_public_key: None,
-        jwt_issuer: None,
-        jwt_audience: None,
-        timezone: "UTC".into(),
-        db_max_connections: 16,
-    };
+    let mut config = Config::defaults()?;
+    config.database_url = Some(url.to_owned());
+    config.listen = "127.0.0.1:0".parse()?;
+    config.data_dir = data_dir.to_path_buf();
+    config.jwt_secret = Some(SECRET.into());
     let app = App::build(&config).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let endpoint = format!("http://{}/graphql", listener.local_addr()?);
@@ -123,7 +117,7 @@ async fn bench(backend: &str, url: &str, data_dir: &std::path::Path) -> anyhow::
         .timestamp_micros();
     let step = 30 * 86_400_000_000 / LOG_ROWS;
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {LOG_ROWS}) \
+        "WITH RECURSIVE g(n) AS (SELECT CAST(1 AS BIGINT) UNION ALL SELECT n + 1 FROM g WHERE n < {LOG_ROWS}) \
          INSERT INTO audit_log (event_id, kind, amount, balance_after, task_id, popug_id, logged_at) \
          SELECT 'bench-' || n, 'TASK_ASSIGNED', -10, 0, 'bench-task-' || n, 'bench-popug-' || (n % 1000), \
          {month_start} + n * {step} FROM g"

@@ -39,6 +39,11 @@ impl Accounting {
         accounting
     }
 
+    /// Asks for a pass soon, without waiting for it.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
     }

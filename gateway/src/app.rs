@@ -5,12 +5,16 @@ use std::sync::Arc;
 use accounting_domain::Ledger;
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use ates_db::Db;
+use ates_db::{Backend, Db};
 use axum::Router;
 use axum::extract::State;
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
+use chrono::{DateTime, Utc};
+use std::time::Duration;
 use task_domain::{Popugs, TaskError, Tracker};
 
 use crate::accounting::Accounting;
@@ -18,6 +22,8 @@ use crate::api::{self, AtesSchema, Loaders, Services, Session};
 use crate::auth::{self, Authenticator};
 use crate::calendar::Calendar;
 use crate::config::Config;
+use crate::feed::{self, Feed};
+use crate::ws;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -25,6 +31,15 @@ pub struct AppState {
     services: Services,
     auth: Arc<Authenticator>,
     db: Db,
+    pub(crate) limits: Limits,
+}
+
+/// Bounds on what one client may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_ws_message: usize,
+    pub ws_init_timeout: Duration,
+    pub max_subscriptions: usize,
 }
 
 /// Everything a running gateway holds.
@@ -43,10 +58,21 @@ impl App {
         }
         let db = Db::connect(&config.database_url(), config.db_max_connections).await?;
         db.migrate().await?;
+        let accounting = Accounting::spawn(Ledger::new(db.clone()));
+        let feed = Feed::start(db.clone(), config.feed_capacity).await?;
+        if db.backend() == Backend::Postgres {
+            // Commits of other replicas wake this one's accounting and subscribers at once.
+            let (accounting, feed) = (Arc::clone(&accounting), Arc::clone(&feed));
+            tokio::spawn(feed::listen_for_commits(config.database_url(), move || {
+                accounting.wake();
+                feed.wake();
+            }));
+        }
         let services = Services {
             tracker: Tracker::new(db.clone()),
             popugs: Popugs::new(db.clone()),
-            accounting: Accounting::spawn(Ledger::new(db.clone())),
+            accounting,
+            feed,
             calendar: Calendar::new(&config.timezone)?,
         };
         Ok(Self {
@@ -55,6 +81,11 @@ impl App {
                 services,
                 auth: Arc::new(auth),
                 db,
+                limits: Limits {
+                    max_ws_message: 64 * 1024,
+                    ws_init_timeout: Duration::from_secs(config.ws_init_timeout_secs),
+                    max_subscriptions: config.ws_max_subscriptions,
+                },
             },
             dev_secret,
         })
@@ -62,7 +93,8 @@ impl App {
 
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/graphql", get(graphiql).post(graphql))
+            .route("/graphql", get(graphql_get).post(graphql))
+            .route("/graphql/ws", get(ws::upgrade))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(ready))
             .with_state(self.state.clone())
@@ -90,42 +122,81 @@ async fn graphql(
 }
 
 impl AppState {
-    /// Verifies the bearer token and brings the popug replica up to date with its claims.
     async fn session(&self, headers: &HeaderMap) -> Session {
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
+        if headers.get(header::AUTHORIZATION).is_none() {
             return Session::Anonymous;
-        };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim);
+        }
+        match bearer_token(headers) {
+            Some(token) => self.authenticate(Some(token)).await.0,
+            None => Session::Rejected,
+        }
+    }
+
+    /// Verifies a bearer token and brings the popug replica up to date with its claims; the
+    /// session, and when the token expires.
+    pub(crate) async fn authenticate(
+        &self,
+        token: Option<&str>,
+    ) -> (Session, Option<DateTime<Utc>>) {
         let Some(token) = token else {
-            return Session::Rejected;
+            return (Session::Anonymous, None);
         };
         let claims = match self.auth.verify(token) {
             Ok(claims) => claims,
             Err(reason) => {
                 tracing::debug!(%reason, "token refused");
-                return Session::Rejected;
+                return (Session::Rejected, None);
             }
         };
-        match self.services.popugs.sync(&claims.popug()).await {
+        let expires = DateTime::from_timestamp(claims.exp, 0);
+        let session = match self.services.popugs.sync(&claims.popug()).await {
             Ok(popug) => Session::Popug(popug),
             Err(TaskError::Deactivated) => Session::Deactivated,
             Err(error) => {
                 tracing::error!(%error, source = ?std::error::Error::source(&error), "popug replica unavailable");
                 Session::Unavailable
             }
-        }
+        };
+        (session, expires)
+    }
+
+    pub(crate) fn services(&self) -> &Services {
+        &self.services
+    }
+
+    pub(crate) fn schema(&self) -> &AtesSchema {
+        &self.schema
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+}
+
+/// GraphiQL for a browser, or a WebSocket for a client that asks to upgrade.
+async fn graphql_get(
+    state: State<AppState>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match upgrade {
+        Ok(upgrade) => ws::upgrade(state, headers, upgrade).await,
+        Err(_) => graphiql().await.into_response(),
     }
 }
 
 async fn graphiql() -> impl IntoResponse {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .finish(),
+    )
 }
 
 async fn ready(State(app): State<AppState>) -> impl IntoResponse {

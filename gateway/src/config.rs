@@ -39,12 +39,38 @@ pub struct Config {
     #[arg(long, env = "ATES_TIMEZONE", default_value = "UTC")]
     pub timezone: String,
 
+    /// Seconds a WebSocket may take to send `connection_init`.
+    #[arg(long, env = "ATES_WS_INIT_TIMEOUT_SECS", default_value_t = 10)]
+    pub ws_init_timeout_secs: u64,
+
+    /// Subscriptions one WebSocket may hold.
+    #[arg(long, env = "ATES_WS_MAX_SUBSCRIPTIONS", default_value_t = 20)]
+    pub ws_max_subscriptions: usize,
+
+    /// Events a subscriber may fall behind before it is told to resume.
+    #[arg(long, env = "ATES_FEED_CAPACITY", default_value_t = 4096)]
+    pub feed_capacity: usize,
+
     /// Database connections in the pool.
     #[arg(long, env = "ATES_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 }
 
+/// Parses flags and `ATES_*` variables alone, for `Config::defaults`.
+#[derive(clap::Parser)]
+struct Standalone {
+    #[command(flatten)]
+    config: Config,
+}
+
 impl Config {
+    /// The configuration with every default, as an empty command line gives it (variables of
+    /// the environment still apply).
+    pub fn defaults() -> anyhow::Result<Self> {
+        use clap::Parser as _;
+        Ok(Standalone::try_parse_from(["gateway"])?.config)
+    }
+
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.clone(),

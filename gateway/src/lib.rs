@@ -6,6 +6,8 @@ pub mod app;
 pub mod auth;
 pub mod calendar;
 pub mod config;
+pub mod feed;
+mod ws;
 
 pub use app::App;
 pub use config::Config;

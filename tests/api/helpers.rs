@@ -290,17 +290,12 @@ pub fn token_with(claims: &Value, secret: &[u8]) -> String {
 }
 
 pub fn config(database_url: Option<String>, data_dir: PathBuf) -> Config {
-    Config {
-        database_url,
-        listen: "127.0.0.1:0".parse().expect("address"),
-        data_dir,
-        jwt_secret: Some(SECRET.into()),
-        jwt_public_key: None,
-        jwt_issuer: None,
-        jwt_audience: None,
-        timezone: "UTC".into(),
-        db_max_connections: 16,
-    }
+    let mut config = Config::defaults().expect("defaults");
+    config.database_url = database_url;
+    config.listen = "127.0.0.1:0".parse().expect("address");
+    config.data_dir = data_dir;
+    config.jwt_secret = Some(SECRET.into());
+    config
 }
 
 /// Every event in the outbox matches the JSON Schema of its type and version.

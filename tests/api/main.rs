@@ -3,6 +3,7 @@
 //! PostgreSQL when `TEST_DATABASE_URL` names a server (each test gets its own database there).
 
 mod helpers;
+mod ws;
 
 mod model;
 
@@ -12,4 +13,5 @@ mod concurrency;
 mod crash;
 mod popugs;
 mod schema;
+mod subscriptions;
 mod tasks;

@@ -5,17 +5,19 @@ mod error;
 mod page;
 mod popug;
 mod scalars;
+mod subscription;
 mod task;
 
 use std::sync::Arc;
 
 use accounting_domain::Ledger;
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{Context, EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use async_graphql::{Context, MergedObject, Schema, SchemaBuilder};
 use task_domain::{Popug, PopugId, Popugs, Role, Tracker};
 
 use crate::accounting::Accounting;
 use crate::calendar::Calendar;
+use crate::feed::Feed;
 use accounting::PriceLoader;
 pub use error::{ApiError, ApiResult};
 use popug::{PopugLoader, PopugObject};
@@ -31,7 +33,9 @@ pub struct Query(
 #[derive(MergedObject, Default)]
 pub struct Mutation(task::TaskMutation);
 
-pub type AtesSchema = Schema<Query, Mutation, EmptySubscription>;
+pub use subscription::Subscription;
+
+pub type AtesSchema = Schema<Query, Mutation, Subscription>;
 
 /// What the resolvers work with, shared by every request.
 #[derive(Clone)]
@@ -39,12 +43,21 @@ pub struct Services {
     pub tracker: Tracker,
     pub popugs: Popugs,
     pub accounting: Arc<Accounting>,
+    pub feed: Arc<Feed>,
     pub calendar: Calendar,
 }
 
+impl Services {
+    /// After a commit: waits until accounting has the new events, and tells subscribers.
+    pub async fn committed(&self) {
+        self.accounting.settle().await;
+        self.feed.wake();
+    }
+}
+
 /// The schema without its services: enough to print the SDL.
-pub fn schema_builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+pub fn schema_builder() -> SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(Query::default(), Mutation::default(), Subscription)
 }
 
 pub fn build_schema(services: Services) -> AtesSchema {
@@ -109,6 +122,9 @@ pub(crate) trait ContextExt {
     }
     fn calendar(&self) -> &Calendar {
         &self.services().calendar
+    }
+    fn feed(&self) -> &Arc<Feed> {
+        &self.services().feed
     }
     fn popug_loader(&self) -> &DataLoader<PopugLoader> {
         &self.loaders().popugs

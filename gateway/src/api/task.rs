@@ -44,11 +44,24 @@ pub struct TaskObject(pub Task);
 
 impl TaskObject {
     async fn prices(&self, ctx: &Context<'_>) -> ApiResult<Option<Prices>> {
-        ctx.price_loader()
-            .load_one(self.0.id.clone())
-            .await
-            .map_err(|e| ApiError::Internal(e))
+        task_prices(ctx, &self.0.id).await
     }
+}
+
+/// A task's prices. A task seen before accounting handled its creation (a subscriber can be
+/// that quick) waits once for accounting to catch up.
+pub(crate) async fn task_prices(ctx: &Context<'_>, id: &TaskId) -> ApiResult<Option<Prices>> {
+    let loaded = ctx
+        .price_loader()
+        .load_one(id.clone())
+        .await
+        .map_err(|e| ApiError::Internal(e))?;
+    if loaded.is_some() {
+        return Ok(loaded);
+    }
+    ctx.services().accounting.settle().await;
+    let ids = [id.0.clone()];
+    Ok(ctx.ledger().prices(&ids).await?.remove(&id.0))
 }
 
 #[Object(name = "Task")]
@@ -211,7 +224,7 @@ impl TaskMutation {
             description: input.description,
         };
         let task = ctx.tracker().create(&actor, new).await?;
-        ctx.services().accounting.settle().await;
+        ctx.services().committed().await;
         Ok(TaskObject(task))
     }
 
@@ -219,7 +232,7 @@ impl TaskMutation {
     async fn complete_task(&self, ctx: &Context<'_>, id: ID) -> ApiResult<TaskObject> {
         let actor = ctx.actor()?.actor();
         let task = ctx.tracker().complete(&actor, &TaskId(id.0)).await?;
-        ctx.services().accounting.settle().await;
+        ctx.services().committed().await;
         Ok(TaskObject(task))
     }
 
@@ -229,7 +242,7 @@ impl TaskMutation {
             .actor_in(&[Role::Admin, Role::Manager], "shuffle tasks")?
             .actor();
         let outcome = ctx.tracker().shuffle(&actor).await?;
-        ctx.services().accounting.settle().await;
+        ctx.services().committed().await;
         Ok(ShuffleResult {
             reassigned: i32::try_from(outcome.reassigned).unwrap_or(i32::MAX),
             moved: i32::try_from(outcome.moved).unwrap_or(i32::MAX),

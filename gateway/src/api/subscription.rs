@@ -1,0 +1,256 @@
+//! Live task events: `taskAssigned` and `taskCompleted`.
+
+use std::sync::Arc;
+
+use async_graphql::futures_util::Stream;
+use async_graphql::{Context, ID, Object, Subscription};
+use ates_events::Contract;
+use ates_events::outbox::{self, StoredEvent};
+use ates_events::task::{TaskAssigned, TaskCompleted};
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use task_domain::{PopugId, Role, TaskId};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::popug::PopugObject;
+use super::task::{TaskObject, task_prices};
+use super::{ApiError, ApiResult, ContextExt, load_popug};
+use crate::feed::Feed;
+
+/// Who may watch everyone's tasks.
+const WATCHERS: [Role; 2] = [Role::Admin, Role::Manager];
+/// Events read from storage per round trip while replaying.
+const REPLAY_BATCH: i64 = 500;
+
+#[derive(Default)]
+pub struct Subscription;
+
+#[Subscription]
+impl Subscription {
+    /// Tasks handed to a popug: the caller's own by default; admins and managers may name
+    /// anyone, or omit `assigneeId` to watch everyone. With `after`, first replays the
+    /// committed events after that sequence number, then goes live, with no gap or repeat.
+    async fn task_assigned(
+        &self,
+        ctx: &Context<'_>,
+        assignee_id: Option<ID>,
+        after: Option<i64>,
+    ) -> Result<impl Stream<Item = ApiResult<TaskAssignedEvent>> + use<>, ApiError> {
+        let watched = watched(ctx, assignee_id)?;
+        let stream = events::<TaskAssigned, _>(ctx.feed(), after, move |e| {
+            watched.as_ref().is_none_or(|w| w.0 == e.assignee_id)
+        })?;
+        Ok(async_graphql::futures_util::StreamExt::map(
+            stream,
+            |item| {
+                item.map(|(seq, occurred_at, event)| TaskAssignedEvent {
+                    seq,
+                    occurred_at,
+                    event,
+                })
+            },
+        ))
+    }
+
+    /// Tasks completed by a popug (their assignee): the caller's own by default; admins and
+    /// managers may name anyone, or omit `assigneeId` to watch everyone.
+    async fn task_completed(
+        &self,
+        ctx: &Context<'_>,
+        assignee_id: Option<ID>,
+        after: Option<i64>,
+    ) -> Result<impl Stream<Item = ApiResult<TaskCompletedEvent>> + use<>, ApiError> {
+        let watched = watched(ctx, assignee_id)?;
+        let stream = events::<TaskCompleted, _>(ctx.feed(), after, move |e| {
+            watched.as_ref().is_none_or(|w| w.0 == e.completer_id)
+        })?;
+        Ok(async_graphql::futures_util::StreamExt::map(
+            stream,
+            |item| {
+                item.map(|(seq, occurred_at, event)| TaskCompletedEvent {
+                    seq,
+                    occurred_at,
+                    event,
+                })
+            },
+        ))
+    }
+}
+
+/// Whose events the caller asks for: `None` is everyone's.
+fn watched(ctx: &Context<'_>, assignee_id: Option<ID>) -> ApiResult<Option<PopugId>> {
+    let actor = ctx.actor()?;
+    let watcher = WATCHERS.contains(&actor.role);
+    match assignee_id.map(|id| PopugId(id.0)) {
+        None if watcher => Ok(None),
+        None => Ok(Some(actor.id.clone())),
+        Some(id) if id == actor.id || watcher => Ok(Some(id)),
+        Some(_) => Err(ApiError::forbidden(
+            "only admin or manager may watch another popug's tasks",
+        )),
+    }
+}
+
+/// The committed events of one contract that pass `keep`, from storage after `after`, then
+/// live. A subscriber that falls further behind than the feed keeps is told where to resume.
+fn events<C, K>(
+    feed: &Arc<Feed>,
+    after: Option<i64>,
+    keep: K,
+) -> ApiResult<impl Stream<Item = ApiResult<(i64, DateTime<Utc>, C)>> + use<C, K>>
+where
+    C: Contract + DeserializeOwned + Send + 'static,
+    K: Fn(&C) -> bool + Send + 'static,
+{
+    if after.is_some_and(|a| a < 0) {
+        return Err(ApiError::BadUserInput("after must not be negative".into()));
+    }
+    // Subscribe before reading storage: whatever commits after the read arrives live.
+    let (mut live, position) = feed.subscribe();
+    let db = feed.db().clone();
+    let decode = move |event: &StoredEvent| -> Option<C> {
+        if event.event_type != C::TYPE || event.version != C::VERSION {
+            return None;
+        }
+        serde_json::from_value::<C>(event.payload.clone())
+            .ok()
+            .filter(|c| keep(c))
+    };
+    Ok(async_stream::stream! {
+        let mut last = position;
+        if let Some(after) = after {
+            last = after;
+            loop {
+                let batch = match db.pool().acquire().await {
+                    Ok(mut conn) => outbox::read_after(&mut conn, last, REPLAY_BATCH).await,
+                    Err(error) => Err(error),
+                };
+                let batch = match batch {
+                    Ok(batch) => batch,
+                    Err(error) => {
+                        yield Err(ApiError::internal(error));
+                        return;
+                    }
+                };
+                if batch.is_empty() {
+                    break;
+                }
+                for event in batch {
+                    last = event.seq;
+                    if let Some(contract) = decode(&event) {
+                        yield Ok((event.seq, event.occurred_at, contract));
+                    }
+                }
+            }
+        }
+        loop {
+            match live.recv().await {
+                Ok(event) => {
+                    if event.seq <= last {
+                        continue;
+                    }
+                    last = event.seq;
+                    if let Some(contract) = decode(&event) {
+                        yield Ok((event.seq, event.occurred_at, contract));
+                    }
+                }
+                Err(RecvError::Lagged(_)) => {
+                    yield Err(ApiError::Conflict(format!(
+                        "this subscriber fell too far behind; subscribe again with after: {last}"
+                    )));
+                    return;
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    })
+}
+
+async fn task(ctx: &Context<'_>, id: &str) -> ApiResult<TaskObject> {
+    ctx.task_loader()
+        .load_one(TaskId(id.to_owned()))
+        .await
+        .map_err(|e| ApiError::Internal(e))?
+        .map(TaskObject)
+        .ok_or_else(|| ApiError::internal(format!("event of unknown task {id}")))
+}
+
+pub struct TaskAssignedEvent {
+    seq: i64,
+    occurred_at: DateTime<Utc>,
+    event: TaskAssigned,
+}
+
+#[Object]
+impl TaskAssignedEvent {
+    /// The event's position in the outbox: pass it as `after` to resume from here.
+    async fn seq(&self) -> i64 {
+        self.seq
+    }
+
+    async fn occurred_at(&self) -> DateTime<Utc> {
+        self.occurred_at
+    }
+
+    async fn task(&self, ctx: &Context<'_>) -> ApiResult<TaskObject> {
+        task(ctx, &self.event.task_id).await
+    }
+
+    async fn assignee(&self, ctx: &Context<'_>) -> ApiResult<PopugObject> {
+        load_popug(ctx, &PopugId(self.event.assignee_id.clone())).await
+    }
+
+    /// Who held the task before a shuffle; null at creation.
+    async fn previous_assignee(&self, ctx: &Context<'_>) -> ApiResult<Option<PopugObject>> {
+        match &self.event.previous_assignee_id {
+            Some(id) => Ok(Some(load_popug(ctx, &PopugId(id.clone())).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The fee this assignment charged the assignee.
+    async fn fee(&self, ctx: &Context<'_>) -> ApiResult<Option<i64>> {
+        Ok(task_prices(ctx, &TaskId(self.event.task_id.clone()))
+            .await?
+            .map(|p| p.assign_fee))
+    }
+}
+
+pub struct TaskCompletedEvent {
+    seq: i64,
+    occurred_at: DateTime<Utc>,
+    event: TaskCompleted,
+}
+
+#[Object]
+impl TaskCompletedEvent {
+    /// The event's position in the outbox: pass it as `after` to resume from here.
+    async fn seq(&self) -> i64 {
+        self.seq
+    }
+
+    async fn occurred_at(&self) -> DateTime<Utc> {
+        self.occurred_at
+    }
+
+    async fn task(&self, ctx: &Context<'_>) -> ApiResult<TaskObject> {
+        task(ctx, &self.event.task_id).await
+    }
+
+    /// The popug who completed the task: its assignee.
+    async fn assignee(&self, ctx: &Context<'_>) -> ApiResult<PopugObject> {
+        load_popug(ctx, &PopugId(self.event.completer_id.clone())).await
+    }
+
+    /// The reward this completion paid.
+    async fn reward(&self, ctx: &Context<'_>) -> ApiResult<Option<i64>> {
+        Ok(task_prices(ctx, &TaskId(self.event.task_id.clone()))
+            .await?
+            .map(|p| p.reward))
+    }
+
+    /// The completed task's id.
+    async fn task_id(&self) -> ID {
+        ID(self.event.task_id.clone())
+    }
+}

@@ -1,0 +1,115 @@
+//! The live feed of committed events, for subscribers.
+//!
+//! The outbox is the truth; this follows it by sequence number and fans each event out on a
+//! bounded broadcast channel. It wakes when told (a local commit, or PostgreSQL's NOTIFY from
+//! another replica) and on a timer, so a wake-up lost while a listener reconnects delays an
+//! event by at most the poll interval and never loses it. Since the outbox's writers commit in
+//! `seq` order, following `seq` sees every event once, in commit order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ates_db::Db;
+use ates_events::outbox::{self, StoredEvent};
+use tokio::sync::{Notify, broadcast, watch};
+
+/// How often the feed looks at the outbox when nobody wakes it.
+const POLL: Duration = Duration::from_secs(1);
+/// Events read per round trip.
+const BATCH: i64 = 500;
+
+pub struct Feed {
+    db: Db,
+    events: broadcast::Sender<Arc<StoredEvent>>,
+    /// The last sequence number fanned out.
+    position: watch::Sender<i64>,
+    wake: Notify,
+}
+
+impl Feed {
+    /// Starts following the outbox from its current end. `capacity` bounds how far a
+    /// subscriber may fall behind before it is told to resume.
+    pub async fn start(db: Db, capacity: usize) -> Result<Arc<Self>, sqlx::Error> {
+        let end: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM outbox")
+            .fetch_one(db.pool())
+            .await?;
+        let feed = Arc::new(Self {
+            db,
+            events: broadcast::Sender::new(capacity),
+            position: watch::Sender::new(end.unwrap_or(0)),
+            wake: Notify::new(),
+        });
+        tokio::spawn(Arc::clone(&feed).run());
+        Ok(feed)
+    }
+
+    /// A receiver of every event after the returned sequence number.
+    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<StoredEvent>>, i64) {
+        let receiver = self.events.subscribe();
+        (receiver, *self.position.borrow())
+    }
+
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    async fn run(self: Arc<Self>) {
+        loop {
+            match self.fan_out().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "reading the outbox for subscribers failed"),
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    /// Sends the next batch; true when there may be more.
+    async fn fan_out(&self) -> Result<bool, sqlx::Error> {
+        let after = *self.position.borrow();
+        let mut conn = self.db.pool().acquire().await?;
+        let batch = outbox::read_after(&mut conn, after, BATCH).await?;
+        drop(conn);
+        let full = batch.len() as i64 == BATCH;
+        for event in batch {
+            let seq = event.seq;
+            // No receivers is fine: nobody is subscribed.
+            let _ = self.events.send(Arc::new(event));
+            self.position.send_replace(seq);
+        }
+        Ok(full)
+    }
+}
+
+/// Wakes the feed and the accounting consumer when another replica commits events: PostgreSQL
+/// NOTIFY on the channel the outbox writes to. Reconnects by itself; the pollers cover the gap.
+pub async fn listen_for_commits(url: String, wake: impl Fn() + Send + 'static) {
+    loop {
+        match sqlx::postgres::PgListener::connect(&url).await {
+            Ok(mut listener) => {
+                if let Err(error) = listener.listen(outbox::NOTIFY_CHANNEL).await {
+                    tracing::warn!(%error, "LISTEN failed");
+                } else {
+                    loop {
+                        match listener.recv().await {
+                            Ok(_) => wake(),
+                            Err(error) => {
+                                tracing::warn!(%error, "lost the LISTEN connection");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot connect to LISTEN for commits"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

@@ -1,0 +1,251 @@
+//! GraphQL over WebSocket: the `graphql-transport-ws` protocol (the `graphql-ws` library's),
+//! and the legacy `graphql-ws` subprotocol of `subscriptions-transport-ws`.
+//!
+//! Written here rather than taken from async-graphql-axum so the socket can be held to our
+//! rules: the token in `connection_init` (or the upgrade's header) or 4403; `connection_init`
+//! within a bound or 4408; a duplicate subscription id closes with 4409; a cap on
+//! subscriptions per socket; and the socket closes (4403) when its token expires.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_graphql::futures_util::StreamExt as _;
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+use crate::api::{Loaders, Session};
+use crate::app::{AppState, bearer_token};
+
+/// Messages a socket buffers for its client before its subscriptions wait.
+const OUTGOING: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// `graphql-transport-ws`.
+    TransportWs,
+    /// `graphql-ws` (subscriptions-transport-ws).
+    Legacy,
+}
+
+impl Protocol {
+    fn next(self) -> &'static str {
+        match self {
+            Self::TransportWs => "next",
+            Self::Legacy => "data",
+        }
+    }
+}
+
+/// What the socket's subscriptions hand to it.
+enum Outgoing {
+    Message(String),
+    /// The subscription's stream ended.
+    Finished(String),
+}
+
+pub async fn upgrade(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let ws = ws
+        .protocols(["graphql-transport-ws", "graphql-ws"])
+        .max_message_size(app.limits.max_ws_message);
+    let protocol = match ws.selected_protocol().and_then(|p| p.to_str().ok()) {
+        Some("graphql-ws") => Protocol::Legacy,
+        _ => Protocol::TransportWs,
+    };
+    let header_token = bearer_token(&headers).map(str::to_owned);
+    ws.on_upgrade(move |socket| serve(app, socket, protocol, header_token))
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
+async fn send(socket: &mut WebSocket, message: Value) -> bool {
+    socket
+        .send(Message::Text(message.to_string().into()))
+        .await
+        .is_ok()
+}
+
+/// The next protocol message, or `None` when the client went away. Anything that is not a
+/// JSON object with a `type` is `Some(Err)`.
+async fn receive(socket: &mut WebSocket) -> Option<Result<Value, ()>> {
+    loop {
+        match socket.recv().await? {
+            Ok(Message::Text(text)) => {
+                let parsed: Result<Value, _> = serde_json::from_str(text.as_str());
+                return Some(match parsed {
+                    Ok(value) if value.get("type").and_then(Value::as_str).is_some() => Ok(value),
+                    _ => Err(()),
+                });
+            }
+            Ok(Message::Binary(_)) => return Some(Err(())),
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Ok(Message::Close(_)) | Err(_) => return None,
+        }
+    }
+}
+
+async fn serve(
+    app: AppState,
+    mut socket: WebSocket,
+    protocol: Protocol,
+    header_token: Option<String>,
+) {
+    let init = tokio::time::timeout(app.limits.ws_init_timeout, receive(&mut socket)).await;
+    let payload = match init {
+        Err(_) => return close(&mut socket, 4408, "Connection initialisation timeout").await,
+        Ok(None) => return,
+        Ok(Some(Err(()))) => return close(&mut socket, 4400, "Invalid message").await,
+        Ok(Some(Ok(message))) if message["type"] == "connection_init" => message["payload"].clone(),
+        Ok(Some(Ok(_))) => return close(&mut socket, 4401, "Unauthorized").await,
+    };
+    let token = ["Authorization", "authorization"]
+        .iter()
+        .find_map(|key| payload.get(key).and_then(Value::as_str))
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .map(str::to_owned)
+        .or(header_token);
+    let (session, expires) = app.authenticate(token.as_deref()).await;
+    let (Session::Popug(_), Some(expires)) = (&session, expires) else {
+        return close(&mut socket, 4403, "Forbidden").await;
+    };
+    if !send(&mut socket, json!({ "type": "connection_ack" })).await {
+        return;
+    }
+
+    let until_expiry = (expires - chrono::Utc::now())
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    let expiry = tokio::time::sleep(until_expiry);
+    tokio::pin!(expiry);
+    let (outgoing, mut results) = mpsc::channel::<Outgoing>(OUTGOING);
+    let mut subscriptions: HashMap<String, AbortHandle> = HashMap::new();
+    loop {
+        tokio::select! {
+            incoming = receive(&mut socket) => {
+                let Some(Ok(message)) = incoming else {
+                    if incoming.is_some() {
+                        close(&mut socket, 4400, "Invalid message").await;
+                    }
+                    break;
+                };
+                let id = message["id"].as_str().map(str::to_owned);
+                match (message["type"].as_str().unwrap_or_default(), id) {
+                    ("subscribe" | "start", Some(id)) => {
+                        if subscriptions.contains_key(&id) {
+                            close(&mut socket, 4409, &format!("Subscriber for {id} already exists")).await;
+                            break;
+                        }
+                        if subscriptions.len() >= app.limits.max_subscriptions {
+                            let error = json!([{ "message": format!(
+                                "at most {} subscriptions per connection", app.limits.max_subscriptions),
+                                "extensions": { "code": "BAD_USER_INPUT" } }]);
+                            if !send(&mut socket, json!({ "type": "error", "id": id, "payload": error })).await {
+                                break;
+                            }
+                            continue;
+                        }
+                        let request = match serde_json::from_value::<async_graphql::Request>(message["payload"].clone()) {
+                            Ok(request) => request,
+                            Err(_) => {
+                                close(&mut socket, 4400, "Invalid subscribe payload").await;
+                                break;
+                            }
+                        };
+                        let handle = start(&app, &session, protocol, id.clone(), request, outgoing.clone());
+                        subscriptions.insert(id, handle);
+                    }
+                    ("complete" | "stop", Some(id)) => {
+                        if let Some(handle) = subscriptions.remove(&id) {
+                            handle.abort();
+                        }
+                    }
+                    ("ping", _) if protocol == Protocol::TransportWs => {
+                        if !send(&mut socket, json!({ "type": "pong" })).await {
+                            break;
+                        }
+                    }
+                    ("pong", _) => {}
+                    ("connection_terminate", _) if protocol == Protocol::Legacy => break,
+                    ("connection_init", _) => {
+                        close(&mut socket, 4429, "Too many initialisation requests").await;
+                        break;
+                    }
+                    _ => {
+                        close(&mut socket, 4400, "Invalid message").await;
+                        break;
+                    }
+                }
+            }
+            Some(result) = results.recv() => {
+                let message = match result {
+                    Outgoing::Message(text) => text,
+                    Outgoing::Finished(id) => {
+                        if subscriptions.remove(&id).is_none() {
+                            continue;
+                        }
+                        json!({ "type": "complete", "id": id }).to_string()
+                    }
+                };
+                if socket.send(Message::Text(message.into())).await.is_err() {
+                    break;
+                }
+            }
+            () = &mut expiry => {
+                close(&mut socket, 4403, "Forbidden: the token expired").await;
+                break;
+            }
+        }
+    }
+    for handle in subscriptions.into_values() {
+        handle.abort();
+    }
+}
+
+/// Runs one operation and forwards its results to the socket until it ends or is stopped.
+fn start(
+    app: &AppState,
+    session: &Session,
+    protocol: Protocol,
+    id: String,
+    request: async_graphql::Request,
+    outgoing: mpsc::Sender<Outgoing>,
+) -> AbortHandle {
+    let request = request
+        .data(session.clone())
+        .data(Loaders::new(app.services()));
+    let stream = app.schema().execute_stream(request);
+    tokio::spawn(async move {
+        tokio::pin!(stream);
+        while let Some(response) = stream.next().await {
+            let message = json!({ "type": protocol.next(), "id": id, "payload": response });
+            if outgoing
+                .send(Outgoing::Message(message.to_string()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let _ = outgoing.send(Outgoing::Finished(id)).await;
+    })
+    .abort_handle()
+}
