@@ -1,15 +1,13 @@
 //! The gateway killed with SIGKILL in the middle of a burst, then started again: every event
 //! committed before the kill is handled once, none twice.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::Utc;
 use futures::future::join_all;
 use serde_json::{Value, json};
 
-use crate::helpers::{SECRET, TestDatabase, assert_ledger_invariants, token};
+use crate::helpers::{Gateway, TestDatabase, assert_ledger_invariants, token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_crash_mid_burst_loses_nothing() {
@@ -20,46 +18,6 @@ async fn sqlite_crash_mid_burst_loses_nothing() {
 async fn postgres_crash_mid_burst_loses_nothing() {
     if let Some(database) = TestDatabase::postgres().await {
         crash_mid_burst_loses_nothing(database).await;
-    }
-}
-
-/// The real binary, on a port of its choosing.
-struct Gateway {
-    child: Child,
-    url: String,
-}
-
-impl Gateway {
-    fn start(database: &TestDatabase) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .env("DATABASE_URL", &database.url)
-            .env("ATES_LISTEN", "127.0.0.1:0")
-            .env("ATES_DATA_DIR", database.dir.path())
-            .env("ATES_JWT_SECRET", SECRET)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the gateway");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let url = loop {
-            let line = lines
-                .next()
-                .expect("the gateway prints its address")
-                .expect("read stdout");
-            if let Some(address) = line.strip_prefix("aTES gateway on ") {
-                break format!("{address}/graphql");
-            }
-        };
-        // Keep draining stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child, url }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
     }
 }
 

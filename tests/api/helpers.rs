@@ -1,6 +1,8 @@
 use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 
 use ates_db::Db;
 use chrono::Utc;
@@ -120,6 +122,11 @@ impl TestApp {
     }
 
     async fn start(database: TestDatabase) -> Self {
+        Self::start_with(database, |_| {}).await
+    }
+
+    /// Starts the gateway with a configuration adjusted for the test.
+    pub async fn start_with(database: TestDatabase, adjust: impl FnOnce(&mut Config)) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -127,10 +134,11 @@ impl TestApp {
             )
             .with_test_writer()
             .try_init();
-        let config = config(
+        let mut config = config(
             Some(database.url.clone()),
             database.dir.path().to_path_buf(),
         );
+        adjust(&mut config);
         let app = App::build(&config).await.expect("the gateway starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -424,4 +432,52 @@ pub async fn assert_ledger_invariants(db: &Db) {
         -task_money,
         "management earnings disagree with the log"
     );
+}
+
+/// The real binary, on a port of its choosing.
+pub struct Gateway {
+    child: Child,
+    /// `http://…/graphql`
+    pub url: String,
+}
+
+impl Gateway {
+    pub fn start(database: &TestDatabase) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .env("DATABASE_URL", &database.url)
+            .env("ATES_LISTEN", "127.0.0.1:0")
+            .env("ATES_DATA_DIR", database.dir.path())
+            .env("ATES_JWT_SECRET", SECRET)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the gateway");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("the gateway prints its address")
+                .expect("read stdout");
+            if let Some(address) = line.strip_prefix("aTES gateway on ") {
+                break format!("{address}/graphql");
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, url }
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

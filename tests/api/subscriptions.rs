@@ -4,7 +4,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, User, token};
+use crate::helpers::{Gateway, TestApp, TestDatabase, User, token};
 use crate::on_both_backends;
 use crate::ws::{Said, Ws};
 
@@ -275,4 +275,141 @@ async fn the_legacy_protocol_works_too(app: TestApp) {
         ws.said(QUIET).await,
         Said::Closed(_) | Said::Silent
     ));
+}
+
+/// A subscriber that stops reading while a burst goes out is told where to resume once it
+/// falls further behind than the feed keeps; resuming from there gives the rest, so nothing
+/// is skipped silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_falls_behind_is_told_where_to_resume() {
+    let app = TestApp::start_with(TestDatabase::sqlite().await, |c| c.feed_capacity = 8).await;
+    let manager = app.user("manager", "mark").await;
+    let bob = app.user("worker", "bob").await;
+    for i in 0..40 {
+        app.create_task(&manager, &format!("Task {i}")).await;
+    }
+    let first = app.events_of("task.assigned").await.len();
+    let mut ws = app.subscribed(&bob, ASSIGNED, json!({})).await;
+    for _ in 0..3 {
+        app.ok(
+            &manager,
+            "mutation { shuffleTasks { reassigned } }",
+            json!({}),
+        )
+        .await;
+    }
+    let mut delivered = Vec::new();
+    let resume_from = loop {
+        let message = ws.message().await;
+        assert_eq!(message["type"], "next", "{message}");
+        if let Some(error) = message["payload"]["errors"].get(0) {
+            assert_eq!(error["extensions"]["code"], "CONFLICT");
+            let text = error["message"].as_str().unwrap();
+            let after: i64 = text.rsplit("after: ").next().unwrap().parse().unwrap();
+            break after;
+        }
+        delivered.push(
+            message["payload"]["data"]["taskAssigned"]["seq"]
+                .as_i64()
+                .unwrap(),
+        );
+    };
+    assert_eq!(ws.message().await["type"], "complete");
+    if let Some(&last) = delivered.last() {
+        assert_eq!(
+            last, resume_from,
+            "the resume point is the last event delivered"
+        );
+    }
+    assert!(delivered.windows(2).all(|w| w[0] < w[1]));
+    let mut again = app
+        .subscribed(&bob, ASSIGNED, json!({ "after": resume_from }))
+        .await;
+    let rest = again.drain(QUIET).await;
+    let total = app.events_of("task.assigned").await.len() - first;
+    assert_eq!(
+        delivered.len() + rest.len(),
+        total,
+        "every event once, across the two subscriptions"
+    );
+}
+
+/// Two gateway processes on one PostgreSQL: a subscriber on B hears, within a second, of a
+/// task created through A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_on_another_replica_hears_within_a_second() {
+    let Some(database) = TestDatabase::postgres().await else {
+        return;
+    };
+    let b = Gateway::start(&database);
+    let a = TestApp::start_with(database, |_| {}).await;
+    let manager = a.user("manager", "mark").await;
+    let bob = a.user("worker", "bob").await;
+    let mut ws = Ws::connect(&b.url.replace("http://", "ws://"), "graphql-transport-ws").await;
+    ws.init(&bob.token).await;
+    ws.subscribe("1", ASSIGNED, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let task = a.create_task(&manager, "Across replicas").await;
+    let started = std::time::Instant::now();
+    let message = match ws.said(Duration::from_secs(1)).await {
+        Said::Message(message) => message,
+        other => panic!("nothing within a second: {other:?}"),
+    };
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(
+        message["payload"]["data"]["taskAssigned"]["task"]["id"],
+        task["id"]
+    );
+    b.kill();
+}
+
+/// The `graphql-ws` client library itself (from npm) subscribes and hears an assignment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_graphql_ws_client_library_subscribes() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::{Command, Stdio};
+
+    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/js");
+    if !js.join("node_modules/graphql-ws").exists() {
+        let installed = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&js)
+            .status()
+            .expect("npm is installed");
+        assert!(installed.success(), "npm ci in tests/js failed");
+    }
+    let app = TestApp::sqlite().await;
+    let manager = app.user("manager", "mark").await;
+    let bob = app.user("worker", "bob").await;
+    let mut node = Command::new("node")
+        .arg(js.join("subscribe.mjs"))
+        .arg(format!("ws://{}/graphql/ws", app.addr))
+        .arg(&bob.token)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node is installed");
+    let mut lines = BufReader::new(node.stdout.take().expect("stdout")).lines();
+    let lines = tokio::task::spawn_blocking(move || {
+        let connected = lines.next().expect("a line").expect("read");
+        assert_eq!(connected, "connected");
+        lines
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let task = app.create_task(&manager, "Seen by a browser").await;
+    let (event, status) = tokio::task::spawn_blocking(move || {
+        let mut lines = lines;
+        let event = lines.next().expect("an event").expect("read");
+        (event, node.wait().expect("node exits"))
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "node failed: {event}");
+    let event: Value = serde_json::from_str(&event).expect("JSON");
+    let heard = &event["data"]["taskAssigned"];
+    assert_eq!(heard["task"]["id"], task["id"]);
+    assert_eq!(heard["assignee"]["id"], bob.id.as_str());
+    assert!(heard["fee"].as_i64().is_some());
 }
