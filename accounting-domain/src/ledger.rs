@@ -92,18 +92,12 @@ impl Ledger {
         &self,
         task_ids: &[String],
     ) -> Result<HashMap<String, Prices>, AccountingError> {
-        if task_ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let sql = format!(
-            "SELECT task_id, assign_fee, reward FROM task_prices WHERE task_id IN ({})",
-            placeholders(1, task_ids.len())
-        );
-        let mut query = sqlx::query_as::<_, (String, i64, i64)>(sqlx::AssertSqlSafe(sql));
-        for id in task_ids {
-            query = query.bind(id.clone());
-        }
-        let rows = query.fetch_all(self.db.pool()).await?;
+        let rows: Vec<(String, i64, i64)> = ates_db::fetch_in(
+            self.db.pool(),
+            "SELECT task_id, assign_fee, reward FROM task_prices WHERE task_id IN",
+            task_ids,
+        )
+        .await?;
         Ok(rows
             .into_iter()
             .map(|(task, assign_fee, reward)| (task, Prices { assign_fee, reward }))
@@ -202,13 +196,6 @@ impl Params {
     fn int(&mut self, value: i64) -> String {
         self.push(Param::Int(value))
     }
-}
-
-fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), AccountingError> {

@@ -142,3 +142,60 @@ pub fn from_micros(micros: i64) -> DateTime<Utc> {
 pub fn now() -> DateTime<Utc> {
     from_micros(to_micros(Utc::now()))
 }
+
+/// `$first, $first + 1, …`: `count` numbered placeholders, for an `IN (…)` list.
+pub fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The rows of `select … WHERE key IN` for these keys, in no particular order.
+pub async fn fetch_in<T>(
+    pool: &AnyPool,
+    select_in: &str,
+    keys: &[String],
+) -> Result<Vec<T>, sqlx::Error>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+{
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!("{select_in} ({})", placeholders(1, keys.len()));
+    let mut query = sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql));
+    for key in keys {
+        query = query.bind(key.clone());
+    }
+    query.fetch_all(pool).await
+}
+
+/// Creates an empty PostgreSQL database named `name` on the server `admin_url` points at, and
+/// returns its URL: for tests and benchmarks.
+pub async fn create_database(admin_url: &str, name: &str) -> Result<String, DbError> {
+    let admin = Db::connect(admin_url, 1).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(admin.pool())
+        .await?;
+    admin.pool().close().await;
+    let base = admin_url
+        .split('?')
+        .next()
+        .and_then(|url| url.rsplit_once('/'))
+        .map(|(base, _)| base)
+        .ok_or(DbError::UnsupportedUrl)?;
+    Ok(format!("{base}/{name}"))
+}
+
+/// Drops a database made by [`create_database`], disconnecting whoever still uses it.
+pub async fn drop_database(admin_url: &str, name: &str) -> Result<(), DbError> {
+    let admin = Db::connect(admin_url, 1).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(admin.pool())
+    .await?;
+    admin.pool().close().await;
+    Ok(())
+}

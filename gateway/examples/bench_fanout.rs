@@ -8,7 +8,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ates_db::Db;
 use chrono::{DateTime, Utc};
 use futures::{SinkExt as _, StreamExt as _};
 use gateway::{App, Config};
@@ -25,33 +24,21 @@ const SECONDS: u64 = 30;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let (backend, url, admin) = match std::env::args().nth(1) {
-        Some(admin_url) => {
-            let name = format!("ates_bench_{}", uuid::Uuid::new_v4().simple());
-            let admin = Db::connect(&admin_url, 1).await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(admin.pool())
-                .await?;
-            let base = admin_url
-                .rsplit_once('/')
-                .map(|(b, _)| b)
-                .unwrap_or(&admin_url)
-                .to_owned();
-            ("postgres", format!("{base}/{name}"), Some((admin, name)))
-        }
+    let admin_url = std::env::args().nth(1);
+    let name = format!("ates_bench_{}", uuid::Uuid::new_v4().simple());
+    let (backend, url) = match &admin_url {
+        Some(admin_url) => (
+            "postgres",
+            ates_db::create_database(admin_url, &name).await?,
+        ),
         None => (
             "sqlite",
             format!("sqlite://{}", dir.path().join("bench.db").display()),
-            None,
         ),
     };
     let result = bench(backend, &url, dir.path()).await;
-    if let Some((admin, name)) = admin {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(admin.pool())
-        .await?;
+    if let Some(admin_url) = &admin_url {
+        ates_db::drop_database(admin_url, &name).await?;
     }
     result
 }

@@ -30,20 +30,9 @@ async fn main() -> anyhow::Result<()> {
 
     if let Some(admin_url) = postgres {
         let name = format!("ates_bench_{}", uuid::Uuid::new_v4().simple());
-        let admin = Db::connect(&admin_url, 1).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(admin.pool())
-            .await?;
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b)
-            .unwrap_or(&admin_url);
-        let result = bench("postgres", &format!("{base}/{name}"), tasks, runs).await;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(admin.pool())
-        .await?;
+        let url = ates_db::create_database(&admin_url, &name).await?;
+        let result = bench("postgres", &url, tasks, runs).await;
+        ates_db::drop_database(&admin_url, &name).await?;
         result?;
     }
     Ok(())

@@ -182,19 +182,9 @@ impl Popugs {
 
     /// The popugs with these ids, in no particular order; unknown ids are left out.
     pub async fn by_ids(&self, ids: &[PopugId]) -> Result<Vec<Popug>, TaskError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let placeholders = (1..=ids.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!("SELECT {COLUMNS} FROM popugs WHERE id IN ({placeholders})");
-        let mut query = sqlx::query_as::<_, PopugRow>(sqlx::AssertSqlSafe(sql));
-        for id in ids {
-            query = query.bind(id.0.clone());
-        }
-        let rows = query.fetch_all(self.db.pool()).await?;
+        let keys: Vec<String> = ids.iter().map(|id| id.0.clone()).collect();
+        let select = format!("SELECT {COLUMNS} FROM popugs WHERE id IN");
+        let rows: Vec<PopugRow> = ates_db::fetch_in(self.db.pool(), &select, &keys).await?;
         Ok(rows.into_iter().map(Popug::from).collect())
     }
 

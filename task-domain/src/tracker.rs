@@ -202,24 +202,10 @@ impl Tracker {
 
     /// The tasks with these ids, in no particular order; unknown ids are left out.
     pub async fn by_ids(&self, ids: &[TaskId]) -> Result<Vec<Task>, TaskError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let placeholders = (1..=ids.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id IN ({placeholders})");
-        let mut query = sqlx::query_as::<_, TaskRow>(sqlx::AssertSqlSafe(sql));
-        for id in ids {
-            query = query.bind(id.0.clone());
-        }
-        Ok(query
-            .fetch_all(self.db.pool())
-            .await?
-            .into_iter()
-            .map(Task::from)
-            .collect())
+        let keys: Vec<String> = ids.iter().map(|id| id.0.clone()).collect();
+        let select = format!("SELECT {COLUMNS} FROM tasks WHERE id IN");
+        let rows: Vec<TaskRow> = ates_db::fetch_in(self.db.pool(), &select, &keys).await?;
+        Ok(rows.into_iter().map(Task::from).collect())
     }
 
     /// Tasks newest first.

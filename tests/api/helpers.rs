@@ -73,25 +73,11 @@ impl TestDatabase {
             return None;
         };
         let name = format!("ates_test_{}", uuid::Uuid::new_v4().simple());
-        let admin = Db::connect(&admin_url, 1)
+        let url = ates_db::create_database(&admin_url, &name)
             .await
-            .expect("TEST_DATABASE_URL answers");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(admin.pool())
-            .await
-            .expect("create the test database");
-        admin.pool().close().await;
-        let base = admin_url
-            .split('?')
-            .next()
-            .and_then(|u| u.rsplit_once('/'))
-            .map(|(base, _)| base)
-            .expect("TEST_DATABASE_URL has a database path");
+            .expect("TEST_DATABASE_URL answers and may create databases");
         let dir = tempfile::tempdir().expect("temp dir");
-        Some(Self {
-            url: format!("{base}/{name}"),
-            dir,
-        })
+        Some(Self { url, dir })
     }
 
     /// Another fresh database on the same backend.

@@ -413,3 +413,14 @@ async fn the_graphql_ws_client_library_subscribes() {
     assert_eq!(heard["assignee"]["id"], bob.id.as_str());
     assert!(heard["fee"].as_i64().is_some());
 }
+
+/// A socket that never sends `connection_init` is closed with 4408 after the configured time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_never_initialises_is_closed() {
+    let app =
+        TestApp::start_with(TestDatabase::sqlite().await, |c| c.ws_init_timeout_secs = 1).await;
+    let mut ws = app.ws("graphql-transport-ws").await;
+    let started = std::time::Instant::now();
+    assert_eq!(ws.close_code(Duration::from_secs(3)).await, Some(4408));
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
