@@ -18,12 +18,13 @@ use std::time::Duration;
 use task_domain::{Popugs, TaskError, Tracker};
 
 use crate::accounting::Accounting;
-use crate::api::{self, AtesSchema, Loaders, Services, Session};
+use crate::api::{self, AtesSchema, Loaders, QueryLimits, Services, Session};
 use crate::auth::{self, Authenticator};
 use crate::calendar::Calendar;
 use crate::config::Config;
 use crate::feed::{self, Feed};
 use crate::ws;
+use tower_http::limit::RequestBodyLimitLayer;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -31,6 +32,7 @@ pub struct AppState {
     services: Services,
     auth: Arc<Authenticator>,
     db: Db,
+    max_body_bytes: usize,
     pub(crate) limits: Limits,
 }
 
@@ -77,10 +79,17 @@ impl App {
         };
         Ok(Self {
             state: AppState {
-                schema: api::build_schema(services.clone()),
+                schema: api::build_schema(
+                    services.clone(),
+                    QueryLimits {
+                        depth: config.max_query_depth,
+                        complexity: config.max_query_complexity,
+                    },
+                ),
                 services,
                 auth: Arc::new(auth),
                 db,
+                max_body_bytes: config.max_body_bytes,
                 limits: Limits {
                     max_ws_message: 64 * 1024,
                     ws_init_timeout: Duration::from_secs(config.ws_init_timeout_secs),
@@ -98,6 +107,8 @@ impl App {
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(ready))
             .with_state(self.state.clone())
+            // async-graphql-axum reads the whole body itself: the bound must come first.
+            .layer(RequestBodyLimitLayer::new(self.state.max_body_bytes))
     }
 }
 

@@ -51,6 +51,18 @@ pub struct Config {
     #[arg(long, env = "ATES_FEED_CAPACITY", default_value_t = 4096)]
     pub feed_capacity: usize,
 
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    #[arg(long, env = "ATES_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Deepest selection a query may have.
+    #[arg(long, env = "ATES_MAX_QUERY_DEPTH", default_value_t = 15)]
+    pub max_query_depth: usize,
+
+    /// Largest query complexity: fields, weighted by `first` of the pages they sit in.
+    #[arg(long, env = "ATES_MAX_QUERY_COMPLEXITY", default_value_t = 5000)]
+    pub max_query_complexity: usize,
+
     /// Database connections in the pool.
     #[arg(long, env = "ATES_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,

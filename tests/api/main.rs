@@ -11,6 +11,7 @@ mod accounting;
 mod auth;
 mod concurrency;
 mod crash;
+mod limits;
 mod popugs;
 mod schema;
 mod subscriptions;

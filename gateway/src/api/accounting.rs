@@ -127,6 +127,7 @@ impl AccountObject {
     }
 
     /// The popug's audit log for one business day (today when omitted), oldest first.
+    #[graphql(complexity = "page::cost(first, child_complexity)")]
     async fn log(
         &self,
         ctx: &Context<'_>,
@@ -186,6 +187,7 @@ impl AccountingQuery {
 
     /// The common audit log, newest first by default: the caller's own entries, or everyone's
     /// for admins and accountants.
+    #[graphql(complexity = "page::cost(first, child_complexity)")]
     async fn audit_log(
         &self,
         ctx: &Context<'_>,

@@ -60,8 +60,20 @@ pub fn schema_builder() -> SchemaBuilder<Query, Mutation, Subscription> {
     Schema::build(Query::default(), Mutation::default(), Subscription)
 }
 
-pub fn build_schema(services: Services) -> AtesSchema {
-    schema_builder().data(services).finish()
+/// Bounds on the shape of a query, checked before it runs.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryLimits {
+    pub depth: usize,
+    /// Fields weighted by the pages they sit in (`first` × the page's selection).
+    pub complexity: usize,
+}
+
+pub fn build_schema(services: Services, limits: QueryLimits) -> AtesSchema {
+    schema_builder()
+        .data(services)
+        .limit_depth(limits.depth)
+        .limit_complexity(limits.complexity)
+        .finish()
 }
 
 /// The SDL of the public contract, as committed in `schema.graphql`.

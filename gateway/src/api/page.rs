@@ -9,6 +9,15 @@ use super::{ApiError, ApiResult};
 pub const DEFAULT_PAGE: usize = 20;
 pub const MAX_PAGE: usize = 100;
 
+/// What a page costs in the complexity limit: each of the items it may hold costs what one
+/// item's selection costs, so `first: 100` of a deep selection is priced as such.
+pub fn cost(first: Option<i32>, child_complexity: usize) -> usize {
+    let items = first.map_or(DEFAULT_PAGE, |n| {
+        usize::try_from(n).unwrap_or(0).min(MAX_PAGE)
+    });
+    1 + items.max(1) * child_complexity
+}
+
 /// Checks `first` and `after` as a client sent them.
 pub fn request(first: Option<i32>, after: Option<String>) -> ApiResult<PageRequest> {
     let first = match first {

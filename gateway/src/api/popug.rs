@@ -80,6 +80,7 @@ impl PopugQuery {
     }
 
     /// Everyone, ordered by id. For admins, managers and accountants.
+    #[graphql(complexity = "page::cost(first, child_complexity)")]
     async fn popugs(
         &self,
         ctx: &Context<'_>,

@@ -157,6 +157,7 @@ impl TaskQuery {
     }
 
     /// Tasks, newest first.
+    #[graphql(complexity = "page::cost(first, child_complexity)")]
     async fn tasks(
         &self,
         ctx: &Context<'_>,
@@ -174,6 +175,7 @@ impl TaskQuery {
     }
 
     /// The caller's own tasks, newest first.
+    #[graphql(complexity = "page::cost(first, child_complexity)")]
     async fn my_tasks(
         &self,
         ctx: &Context<'_>,
