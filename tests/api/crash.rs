@@ -97,7 +97,7 @@ async fn crash_mid_burst_loses_nothing(database: TestDatabase) {
         }
     });
     let kill_after = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
     };
     tokio::select! {
         _ = join_all(burst) => panic!("the burst finished before the kill: make it longer"),

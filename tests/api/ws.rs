@@ -90,6 +90,27 @@ impl Ws {
             .await;
     }
 
+    /// Exactly `count` `next` messages (waiting up to 10 s for them), then nothing more for a
+    /// moment: robust under a loaded machine, unlike waiting for a quiet spell alone.
+    pub async fn collect(&mut self, count: usize) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut messages = Vec::new();
+        while messages.len() < count {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.said(left).await {
+                Said::Message(message) if message["type"] == "next" => messages.push(message),
+                Said::Message(_) => {}
+                other => panic!(
+                    "{} of {count} events arrived, then {other:?}",
+                    messages.len()
+                ),
+            }
+        }
+        let extra = self.drain(Duration::from_millis(300)).await;
+        assert!(extra.is_empty(), "more than {count} events: {extra:?}");
+        messages
+    }
+
     /// The payloads of `next` messages until nothing arrives for `quiet`.
     pub async fn drain(&mut self, quiet: Duration) -> Vec<Value> {
         let mut payloads = Vec::new();
