@@ -284,8 +284,19 @@ async fn the_legacy_protocol_works_too(app: TestApp) {
 /// falls further behind than the feed keeps; resuming from there gives the rest, so nothing
 /// is skipped silently.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_subscriber_that_falls_behind_is_told_where_to_resume() {
-    let app = TestApp::start_with(TestDatabase::sqlite().await, |c| c.feed_capacity = 8).await;
+async fn sqlite_a_subscriber_that_falls_behind_is_told_where_to_resume() {
+    a_subscriber_that_falls_behind_is_told_where_to_resume(TestDatabase::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_subscriber_that_falls_behind_is_told_where_to_resume() {
+    if let Some(database) = TestDatabase::postgres().await {
+        a_subscriber_that_falls_behind_is_told_where_to_resume(database).await;
+    }
+}
+
+async fn a_subscriber_that_falls_behind_is_told_where_to_resume(database: TestDatabase) {
+    let app = TestApp::start_with(database, |c| c.feed_capacity = 8).await;
     let manager = app.user("manager", "mark").await;
     let bob = app.user("worker", "bob").await;
     for i in 0..40 {
