@@ -90,8 +90,69 @@ impl Config {
         }
     }
 
+    /// The effective settings, one `key = value` line each, with secrets redacted.
+    pub fn describe(&self) -> String {
+        let secret = |set: bool| {
+            if set {
+                "<redacted>"
+            } else {
+                "<unset: a development secret>"
+            }
+        };
+        let optional = |value: &Option<String>| value.clone().unwrap_or_else(|| "<unset>".into());
+        let lines = [
+            ("database_url", redact_url(&self.database_url())),
+            ("listen", self.listen.to_string()),
+            ("data_dir", self.data_dir.display().to_string()),
+            ("jwt_secret", secret(self.jwt_secret.is_some()).to_owned()),
+            (
+                "jwt_public_key",
+                self.jwt_public_key
+                    .as_ref()
+                    .map_or_else(|| "<unset>".into(), |p| p.display().to_string()),
+            ),
+            ("jwt_issuer", optional(&self.jwt_issuer)),
+            ("jwt_audience", optional(&self.jwt_audience)),
+            ("timezone", self.timezone.clone()),
+            ("max_body_bytes", self.max_body_bytes.to_string()),
+            ("max_query_depth", self.max_query_depth.to_string()),
+            (
+                "max_query_complexity",
+                self.max_query_complexity.to_string(),
+            ),
+            (
+                "ws_init_timeout_secs",
+                self.ws_init_timeout_secs.to_string(),
+            ),
+            (
+                "ws_max_subscriptions",
+                self.ws_max_subscriptions.to_string(),
+            ),
+            ("feed_capacity", self.feed_capacity.to_string()),
+            ("db_max_connections", self.db_max_connections.to_string()),
+        ];
+        lines
+            .iter()
+            .map(|(key, value)| format!("{key} = {value:?}\n"))
+            .collect()
+    }
+
     pub fn ensure_data_dir(&self) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("cannot create the data folder {}", self.data_dir.display()))
+    }
+}
+
+/// A database URL without its password.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:<redacted>@{host}"),
+        None => url.to_owned(),
     }
 }

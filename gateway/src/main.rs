@@ -3,7 +3,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use gateway::auth::Claims;
-use gateway::{App, Config, api, app};
+use gateway::{App, Config, api, app, config};
 use tracing_subscriber::EnvFilter;
 
 /// aTES: the task tracker and accounting system of UberPopug Inc.
@@ -22,6 +22,11 @@ enum Command {
     Serve,
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Apply the database migrations and exit. Replicas starting at once migrate once: the
+    /// others wait for the lock.
+    Migrate,
+    /// Print the effective configuration, secrets redacted.
+    Config,
     /// Print a token signed with the configured secret, for trying the API.
     Token {
         /// admin, manager, accountant, or any other string for an ordinary popug.
@@ -47,6 +52,23 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => serve(cli.config).await,
         Command::Schema => {
             print!("{}", api::export_sdl());
+            Ok(())
+        }
+        Command::Migrate => {
+            let config = cli.config;
+            if config.database_url.is_none() {
+                config.ensure_data_dir()?;
+            }
+            let db = ates_db::Db::connect(&config.database_url(), 1).await?;
+            db.migrate().await?;
+            println!(
+                "migrations applied to {}",
+                config::redact_url(&config.database_url())
+            );
+            Ok(())
+        }
+        Command::Config => {
+            print!("{}", cli.config.describe());
             Ok(())
         }
         Command::Token {

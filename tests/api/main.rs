@@ -9,6 +9,7 @@ mod model;
 
 mod accounting;
 mod auth;
+mod cli;
 mod concurrency;
 mod crash;
 mod limits;
