@@ -13,6 +13,14 @@ pub enum AccountingError {
     /// has not been handled. Retried, never skipped.
     #[error("task {0} has no prices yet")]
     Unpriced(String),
+    /// Only a day that has ended can be closed.
+    #[error("{0} has not ended yet")]
+    DayNotOver(chrono::NaiveDate),
+    #[error("payout {0} does not exist")]
+    NoSuchPayout(String),
+    /// Only a failed payout is sent again.
+    #[error("payout {0} has not failed")]
+    PayoutNotFailed(String),
     #[error("storage failure")]
     Storage(#[from] sqlx::Error),
 }

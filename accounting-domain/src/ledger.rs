@@ -6,6 +6,7 @@ use ates_db::{Db, to_micros};
 use ates_events::Contract;
 use ates_events::outbox::{self, StoredEvent};
 use ates_events::task::{TaskAssigned, TaskCompleted, TaskCreated};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::AnyConnection;
 
@@ -40,10 +41,21 @@ impl Ledger {
             if events.is_empty() {
                 return Ok(applied);
             }
+            // Events accounting does not consume (its own payouts among them) only move the
+            // offset, once per batch rather than a transaction each.
+            let mut passed = None;
             for event in &events {
-                if self.handle(event).await? {
-                    applied += 1;
+                if consumes(&event.event_type) {
+                    if self.handle(event).await? {
+                        applied += 1;
+                    }
+                } else {
+                    passed = Some(event.seq);
                 }
+            }
+            if let Some(seq) = passed {
+                let mut conn = self.db.pool().acquire().await?;
+                advance(&mut conn, seq).await?;
             }
         }
     }
@@ -72,17 +84,9 @@ impl Ledger {
         .rows_affected()
             == 1;
         if fresh {
-            apply(&mut tx, event).await?;
+            apply(&mut tx, event, self.db.now()).await?;
         }
-        sqlx::query(
-            "INSERT INTO consumer_offsets (consumer, last_seq) VALUES ($1, $2) \
-             ON CONFLICT (consumer) DO UPDATE SET last_seq = excluded.last_seq \
-             WHERE consumer_offsets.last_seq < excluded.last_seq",
-        )
-        .bind(CONSUMER)
-        .bind(event.seq)
-        .execute(&mut *tx)
-        .await?;
+        advance(&mut tx, event.seq).await?;
         tx.commit().await?;
         Ok(fresh)
     }
@@ -198,7 +202,11 @@ impl Params {
     }
 }
 
-async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), AccountingError> {
+async fn apply(
+    conn: &mut AnyConnection,
+    event: &StoredEvent,
+    now: DateTime<Utc>,
+) -> Result<(), AccountingError> {
     match event.event_type.as_str() {
         TaskCreated::TYPE => {
             let created: TaskCreated = read(event, TaskCreated::VERSION)?;
@@ -210,7 +218,7 @@ async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), Acco
             .bind(created.task_id.clone())
             .bind(prices.assign_fee)
             .bind(prices.reward)
-            .bind(to_micros(ates_db::now()))
+            .bind(to_micros(now))
             .execute(&mut *conn)
             .await?;
             let balance = balance(conn, &created.created_by).await?;
@@ -222,7 +230,7 @@ async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), Acco
                 task_id: &created.task_id,
                 popug_id: &created.created_by,
             };
-            entry.append(conn).await
+            entry.append(conn, now).await
         }
         TaskAssigned::TYPE => {
             let assigned: TaskAssigned = read(event, TaskAssigned::VERSION)?;
@@ -236,7 +244,7 @@ async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), Acco
                 task_id: &assigned.task_id,
                 popug_id: &assigned.assignee_id,
             }
-            .append(conn)
+            .append(conn, now)
             .await
         }
         TaskCompleted::TYPE => {
@@ -251,12 +259,31 @@ async fn apply(conn: &mut AnyConnection, event: &StoredEvent) -> Result<(), Acco
                 task_id: &completed.task_id,
                 popug_id: &completed.completer_id,
             }
-            .append(conn)
+            .append(conn, now)
             .await
         }
         // Not an event accounting consumes.
         _ => Ok(()),
     }
+}
+
+/// Whether accounting does anything with events of this type.
+fn consumes(event_type: &str) -> bool {
+    [TaskCreated::TYPE, TaskAssigned::TYPE, TaskCompleted::TYPE].contains(&event_type)
+}
+
+/// Moves this consumer's offset forward to `seq`; never back.
+async fn advance(conn: &mut AnyConnection, seq: i64) -> Result<(), AccountingError> {
+    sqlx::query(
+        "INSERT INTO consumer_offsets (consumer, last_seq) VALUES ($1, $2) \
+         ON CONFLICT (consumer) DO UPDATE SET last_seq = excluded.last_seq \
+         WHERE consumer_offsets.last_seq < excluded.last_seq",
+    )
+    .bind(CONSUMER)
+    .bind(seq)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 fn read<T: serde::de::DeserializeOwned>(
@@ -321,7 +348,11 @@ struct NewEntry<'a> {
 }
 
 impl NewEntry<'_> {
-    async fn append(self, conn: &mut AnyConnection) -> Result<(), AccountingError> {
+    async fn append(
+        self,
+        conn: &mut AnyConnection,
+        logged_at: DateTime<Utc>,
+    ) -> Result<(), AccountingError> {
         sqlx::query(
             "INSERT INTO audit_log (event_id, kind, amount, balance_after, task_id, popug_id, logged_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -332,7 +363,7 @@ impl NewEntry<'_> {
         .bind(self.balance_after)
         .bind(self.task_id.to_owned())
         .bind(self.popug_id.to_owned())
-        .bind(to_micros(ates_db::now()))
+        .bind(to_micros(logged_at))
         .execute(&mut *conn)
         .await?;
         Ok(())

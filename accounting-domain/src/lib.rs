@@ -1,15 +1,24 @@
-//! Accounting: prices, accounts and the common audit log.
+//! Accounting: prices, accounts, the common audit log, and Make Payment (day close, payouts,
+//! the mail that tells popugs, and the daily figures).
 //!
 //! It consumes the task events from the outbox (`ates-events`) and never depends on
 //! `task-domain`: a task and a popug are ids here. Each event is handled once, whatever the
 //! number of deliveries: the effect and the record that it happened share one transaction.
 
 mod audit_log;
+mod calendar;
 mod error;
+mod figures;
 mod ledger;
+mod payday;
 mod prices;
+mod queue;
 
 pub use audit_log::{EntryKind, LogEntry, LogFilter, LogPage};
+pub use calendar::Calendar;
 pub use error::AccountingError;
+pub use figures::{Completion, DayFigures, Figures};
 pub use ledger::{CONSUMER, Ledger};
+pub use payday::{DayClose, Payday};
 pub use prices::Prices;
+pub use queue::{Mail, MailStatus, Payout, PayoutStatus, QueueFilter, Queues, Retry};

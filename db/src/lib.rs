@@ -6,6 +6,8 @@
 //! Time is stored as microseconds since the Unix epoch (`BIGINT`), which both backends order and
 //! compare the same way.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -31,11 +33,54 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
-/// A pool and the backend behind it. Cheap to clone.
+/// A pool, the backend behind it, and the clock that stamps what is written. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    clock: Clock,
+}
+
+/// Where business time comes from: when a task was created, when the log received an entry,
+/// which business day it is.
+#[derive(Clone, Debug, Default)]
+pub enum Clock {
+    #[default]
+    System,
+    /// The instant written in a file (RFC 3339), read at each use: time stands still until the
+    /// file changes. For tests and rehearsals of a day close; never for production.
+    File(Arc<PathBuf>),
+}
+
+impl Clock {
+    /// Now, truncated to what the database keeps, so a value read back equals the one written.
+    /// A file clock whose file cannot be read or parsed falls back to the system's time.
+    pub fn now(&self) -> DateTime<Utc> {
+        match self {
+            Self::System => now(),
+            Self::File(path) => Self::read(path).unwrap_or_else(|_| now()),
+        }
+    }
+
+    /// Checks that a file clock can be read, so a mistake shows at start.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            Self::System => Ok(()),
+            Self::File(path) => Self::read(path).map(|_| ()),
+        }
+    }
+
+    fn read(path: &std::path::Path) -> Result<DateTime<Utc>, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the clock file {}: {e}", path.display()))?;
+        let at = DateTime::parse_from_rfc3339(text.trim()).map_err(|e| {
+            format!(
+                "the clock file {} does not hold an RFC 3339 instant: {e}",
+                path.display()
+            )
+        })?;
+        Ok(from_micros(to_micros(at.with_timezone(&Utc))))
+    }
 }
 
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -73,7 +118,26 @@ impl Db {
             })
             .connect_with(options)
             .await?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            clock: Clock::System,
+        })
+    }
+
+    /// The same pool, stamping time from `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Now, by this handle's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// Applies the migrations of this backend that are not applied yet.
@@ -138,7 +202,8 @@ pub fn from_micros(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or_default()
 }
 
-/// Now, truncated to what the database keeps, so a value read back equals the one written.
+/// The system's now, truncated to what the database keeps. Business time comes from
+/// [`Db::now`], which a test may control.
 pub fn now() -> DateTime<Utc> {
     from_micros(to_micros(Utc::now()))
 }
@@ -198,4 +263,99 @@ pub async fn drop_database(admin_url: &str, name: &str) -> Result<(), DbError> {
     .await?;
     admin.pool().close().await;
     Ok(())
+}
+
+/// A value bound into a statement assembled at run time.
+#[derive(Debug, Clone)]
+pub enum Value {
+    Text(String),
+    Int(i64),
+    /// A text column left empty.
+    Null,
+}
+
+impl From<&str> for Value {
+    fn from(text: &str) -> Self {
+        Self::Text(text.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(text: String) -> Self {
+        Self::Text(text)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(int: i64) -> Self {
+        Self::Int(int)
+    }
+}
+
+impl From<Option<String>> for Value {
+    fn from(text: Option<String>) -> Self {
+        text.map_or(Self::Null, Self::Text)
+    }
+}
+
+/// Binds `values` in order.
+pub fn bind_all<'q>(
+    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    values: impl IntoIterator<Item = Value>,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    for value in values {
+        query = match value {
+            Value::Text(text) => query.bind(text),
+            Value::Int(int) => query.bind(int),
+            Value::Null => query.bind(None::<String>),
+        };
+    }
+    query
+}
+
+/// Binds `values` in order, for a query whose rows are read as `O`.
+pub fn bind_all_as<'q, O>(
+    mut query: sqlx::query::QueryAs<'q, Any, O, sqlx::any::AnyArguments>,
+    values: impl IntoIterator<Item = Value>,
+) -> sqlx::query::QueryAs<'q, Any, O, sqlx::any::AnyArguments>
+where
+    O: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
+{
+    for value in values {
+        query = match value {
+            Value::Text(text) => query.bind(text),
+            Value::Int(int) => query.bind(int),
+            Value::Null => query.bind(None::<String>),
+        };
+    }
+    query
+}
+
+/// Binds accepted by one statement: below SQLite's and PostgreSQL's limits.
+const MAX_BINDS: usize = 8_000;
+
+/// Inserts many rows with few statements: `head` is `INSERT INTO t (a, b) VALUES`, `tail` what
+/// follows the rows (`ON CONFLICT …`, or nothing), and `values` holds `columns` values a row.
+/// Returns the rows affected.
+pub async fn insert_rows(
+    conn: &mut sqlx::AnyConnection,
+    head: &str,
+    tail: &str,
+    columns: usize,
+    values: Vec<Value>,
+) -> Result<u64, sqlx::Error> {
+    let rows_per_statement = (MAX_BINDS / columns).max(1);
+    let mut affected = 0;
+    let mut values = values.into_iter().peekable();
+    while values.peek().is_some() {
+        let chunk: Vec<Value> = values.by_ref().take(rows_per_statement * columns).collect();
+        let rows = chunk.len() / columns;
+        let tuples: Vec<String> = (0..rows)
+            .map(|row| format!("({})", placeholders(row * columns + 1, columns)))
+            .collect();
+        let sql = format!("{head} {} {tail}", tuples.join(", "));
+        let query = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), chunk);
+        affected += query.execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(affected)
 }

@@ -6,6 +6,7 @@
 //! was committed.
 
 pub mod outbox;
+pub mod payout;
 pub mod task;
 
 use chrono::{DateTime, Utc};

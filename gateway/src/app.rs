@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use accounting_domain::Ledger;
+use accounting_domain::{Calendar, Figures, Ledger, Payday, Queues};
+use anyhow::Context as _;
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use ates_db::{Backend, Db};
+use ates_db::{Backend, Clock, Db};
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
@@ -20,9 +21,9 @@ use task_domain::{Popugs, TaskError, Tracker};
 use crate::accounting::Accounting;
 use crate::api::{self, AtesSchema, Loaders, QueryLimits, Services, Session};
 use crate::auth::{self, Authenticator};
-use crate::calendar::Calendar;
 use crate::config::Config;
 use crate::feed::{self, Feed};
+use crate::payday::{self, Delivery};
 use crate::ws;
 use tower_http::limit::RequestBodyLimitLayer;
 
@@ -55,10 +56,8 @@ impl App {
     /// Connects to the database, applies its migrations and wires the domains.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let (auth, dev_secret) = authenticator(config)?;
-        if config.database_url.is_none() {
-            config.ensure_data_dir()?;
-        }
-        let db = Db::connect(&config.database_url(), config.db_max_connections).await?;
+        let calendar = calendar(config)?;
+        let db = connect(config).await?;
         db.migrate().await?;
         let accounting = Accounting::spawn(Ledger::new(db.clone()));
         let feed = Feed::start(db.clone(), config.feed_capacity).await?;
@@ -70,12 +69,24 @@ impl App {
                 feed.wake();
             }));
         }
+        let popugs = Popugs::new(db.clone());
+        let payday = Payday::new(db.clone(), calendar).with_batch(config.close_batch);
+        let queues = Queues::new(db.clone());
+        let delivery = Delivery::from_config(config, queues.clone(), popugs.clone())?.spawn();
+        payday::spawn_scheduler(
+            payday.clone(),
+            Arc::clone(&delivery),
+            Duration::from_secs(config.close_check_secs.max(1)),
+        );
         let services = Services {
             tracker: Tracker::new(db.clone()),
-            popugs: Popugs::new(db.clone()),
+            popugs,
             accounting,
             feed,
-            calendar: Calendar::new(&config.timezone)?,
+            figures: Figures::new(db.clone(), payday.clone()),
+            payday,
+            queues,
+            delivery,
         };
         Ok(Self {
             state: AppState {
@@ -110,6 +121,41 @@ impl App {
             // async-graphql-axum reads the whole body itself: the bound must come first.
             .layer(RequestBodyLimitLayer::new(self.state.max_body_bytes))
     }
+}
+
+/// The database the configuration names, stamping time by the configured clock. Migrations
+/// are the caller's to run.
+pub async fn connect(config: &Config) -> anyhow::Result<Db> {
+    if config.database_url.is_none() {
+        config.ensure_data_dir()?;
+    }
+    let clock = match &config.clock_file {
+        None => Clock::System,
+        Some(path) => {
+            let clock = Clock::File(Arc::new(path.clone()));
+            clock.check().map_err(anyhow::Error::msg)?;
+            tracing::warn!(
+                "ATES_CLOCK_FILE is set: business time is read from {}, not the system clock",
+                path.display()
+            );
+            clock
+        }
+    };
+    Ok(
+        Db::connect(&config.database_url(), config.db_max_connections)
+            .await?
+            .with_clock(clock),
+    )
+}
+
+/// The business calendar of the configured time zone.
+pub fn calendar(config: &Config) -> anyhow::Result<Calendar> {
+    Calendar::new(&config.timezone).with_context(|| {
+        format!(
+            "ATES_TIMEZONE: {:?} is not an IANA time zone",
+            config.timezone
+        )
+    })
 }
 
 /// The verifier the configuration asks for, and whether it uses a development secret.

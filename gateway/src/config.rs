@@ -66,6 +66,50 @@ pub struct Config {
     /// Database connections in the pool.
     #[arg(long, env = "ATES_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+
+    /// Seconds between the day-close scheduler's looks at the calendar.
+    #[arg(long, env = "ATES_CLOSE_CHECK_SECS", default_value_t = 30)]
+    pub close_check_secs: u64,
+
+    /// Popugs paid per transaction when a day closes.
+    #[arg(long, env = "ATES_CLOSE_BATCH", default_value_t = 1000)]
+    pub close_batch: i64,
+
+    /// Where payouts are sent (HTTP POST, the payout id as `Idempotency-Key`); with none, the
+    /// company's own ledger records them as paid.
+    #[arg(long, env = "ATES_PAYMENT_URL")]
+    pub payment_url: Option<String>,
+
+    /// Seconds the payment system has to answer one request.
+    #[arg(long, env = "ATES_PAYMENT_TIMEOUT_SECS", default_value_t = 10)]
+    pub payment_timeout_secs: u64,
+
+    /// Attempts at a payout or a mail before it is marked FAILED.
+    #[arg(long, env = "ATES_DELIVERY_MAX_ATTEMPTS", default_value_t = 8)]
+    pub delivery_max_attempts: i64,
+
+    /// Wait after a first failed delivery, in milliseconds; it doubles with each further one
+    /// (at most an hour).
+    #[arg(long, env = "ATES_DELIVERY_BACKOFF_MS", default_value_t = 2000)]
+    pub delivery_backoff_ms: u64,
+
+    /// SMTP server (`host` or `host:port`, plain SMTP on a trusted network); with none, mail is
+    /// kept in the mailbox that admins read through GraphQL.
+    #[arg(long, env = "ATES_SMTP")]
+    pub smtp: Option<String>,
+
+    /// Sender of the mail to popugs.
+    #[arg(
+        long,
+        env = "ATES_MAIL_FROM",
+        default_value = "aTES accounting <accounting@uberpopug.example>"
+    )]
+    pub mail_from: String,
+
+    /// A file holding the instant (RFC 3339) the gateway takes as now, for tests and rehearsals
+    /// of a day close. Never in production.
+    #[arg(long, env = "ATES_CLOCK_FILE")]
+    pub clock_file: Option<PathBuf>,
 }
 
 /// Parses flags and `ATES_*` variables alone, for `Config::defaults`.
@@ -130,6 +174,38 @@ impl Config {
             ),
             ("feed_capacity", self.feed_capacity.to_string()),
             ("db_max_connections", self.db_max_connections.to_string()),
+            ("close_check_secs", self.close_check_secs.to_string()),
+            ("close_batch", self.close_batch.to_string()),
+            (
+                "payment_url",
+                self.payment_url.as_deref().map_or_else(
+                    || "<unset: payouts are settled by the ledger>".into(),
+                    redact_url,
+                ),
+            ),
+            (
+                "payment_timeout_secs",
+                self.payment_timeout_secs.to_string(),
+            ),
+            (
+                "delivery_max_attempts",
+                self.delivery_max_attempts.to_string(),
+            ),
+            ("delivery_backoff_ms", self.delivery_backoff_ms.to_string()),
+            (
+                "smtp",
+                self.smtp
+                    .clone()
+                    .unwrap_or_else(|| "<unset: mail is kept in the mailbox>".into()),
+            ),
+            ("mail_from", self.mail_from.clone()),
+            (
+                "clock_file",
+                self.clock_file.as_ref().map_or_else(
+                    || "<unset: the system clock>".into(),
+                    |p| p.display().to_string(),
+                ),
+            ),
         ];
         lines
             .iter()

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ates_db::Db;
+use ates_events::Contract as _;
 use ates_events::outbox::{self, StoredEvent};
+use ates_events::task::{TaskAssigned, TaskCompleted};
 use tokio::sync::{Notify, broadcast, watch};
 
 /// How often the feed looks at the outbox when nobody wakes it.
@@ -80,8 +82,12 @@ impl Feed {
         let full = batch.len() as i64 == BATCH;
         for event in batch {
             let seq = event.seq;
-            // No receivers is fine: nobody is subscribed.
-            let _ = self.events.send(Arc::new(event));
+            // Subscribers hear of assignments and completions; a day close's thousands of
+            // payouts must not push them out of the channel.
+            if [TaskAssigned::TYPE, TaskCompleted::TYPE].contains(&event.event_type.as_str()) {
+                // No receivers is fine: nobody is subscribed.
+                let _ = self.events.send(Arc::new(event));
+            }
             self.position.send_replace(seq);
         }
         Ok(full)

@@ -4,9 +4,9 @@ pub mod accounting;
 pub mod api;
 pub mod app;
 pub mod auth;
-pub mod calendar;
 pub mod config;
 pub mod feed;
+pub mod payday;
 mod ws;
 
 pub use app::App;

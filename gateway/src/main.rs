@@ -27,6 +27,14 @@ enum Command {
     Migrate,
     /// Print the effective configuration, secrets redacted.
     Config,
+    /// Make Payment: close every business day that has ended and is still open (or those up to
+    /// `--day`), oldest first, and exit. Payment requests and mail are queued for the running
+    /// gateways to deliver. Safe beside running gateways: they wait for the same lock.
+    CloseDay {
+        /// Last day to close, YYYY-MM-DD; yesterday when omitted.
+        #[arg(long)]
+        day: Option<chrono::NaiveDate>,
+    },
     /// Print a token signed with the configured secret, for trying the API.
     Token {
         /// admin, manager, accountant, or any other string for an ordinary popug.
@@ -56,10 +64,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let config = cli.config;
-            if config.database_url.is_none() {
-                config.ensure_data_dir()?;
-            }
-            let db = ates_db::Db::connect(&config.database_url(), 1).await?;
+            let db = app::connect(&config).await?;
             db.migrate().await?;
             println!(
                 "migrations applied to {}",
@@ -67,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::CloseDay { day } => close_day(cli.config, day).await,
         Command::Config => {
             print!("{}", cli.config.describe());
             Ok(())
@@ -97,6 +103,37 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn close_day(config: Config, day: Option<chrono::NaiveDate>) -> anyhow::Result<()> {
+    let db = app::connect(&config).await?;
+    db.migrate().await?;
+    let payday =
+        accounting_domain::Payday::new(db, app::calendar(&config)?).with_batch(config.close_batch);
+    let last = match day {
+        Some(day) => day,
+        None => payday
+            .today()
+            .pred_opt()
+            .context("there is no day before today")?,
+    };
+    let closes = payday
+        .close_through(last)
+        .await
+        .map_err(|error| match error {
+            accounting_domain::AccountingError::DayNotOver(_) => anyhow::anyhow!("{error}"),
+            other => anyhow::Error::new(other).context("closing failed"),
+        })?;
+    if closes.is_empty() {
+        println!("nothing to close: every day up to {last} is closed");
+    }
+    for close in closes {
+        println!(
+            "closed {}: {} payouts, {} paid, {} popugs below zero",
+            close.day, close.payout_count, close.paid_total, close.negative_count
+        );
+    }
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -43,7 +43,7 @@ impl Tracker {
             .choose(&mut rand::rng())
             .cloned()
             .ok_or(TaskError::NobodyToAssign)?;
-        let now = ates_db::now();
+        let now = self.db.now();
         let task = Task {
             id: TaskId(Uuid::now_v7().to_string()),
             title: new.title,
@@ -94,7 +94,7 @@ impl Tracker {
     /// Complete Task: only the assignee completes an open task, once.
     pub async fn complete(&self, actor: &Actor, id: &TaskId) -> Result<Task, TaskError> {
         let mut tx = self.db.begin_write().await?;
-        let now = ates_db::now();
+        let now = self.db.now();
         // One conditional write decides the race: of many concurrent calls, one matches.
         let sql = format!(
             "UPDATE tasks SET status = 'DONE', completed_at = $1 \
@@ -174,7 +174,7 @@ impl Tracker {
         for chunk in moves.chunks(SHUFFLE_CHUNK) {
             reassign(&mut tx, chunk).await?;
         }
-        let now = ates_db::now();
+        let now = self.db.now();
         let events: Vec<NewEvent> = draws
             .iter()
             .map(|(task, previous, next)| {

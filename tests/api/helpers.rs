@@ -89,6 +89,13 @@ impl TestDatabase {
         }
     }
 
+    /// Sets the clock file of gateways on this database to `at` (RFC 3339); its path.
+    pub fn set_clock(&self, at: &str) -> PathBuf {
+        let path = self.dir.path().join("clock");
+        std::fs::write(&path, at).expect("write the clock file");
+        path
+    }
+
     /// Connects and migrates.
     pub async fn connect(&self) -> Db {
         let db = Db::connect(&self.url, 8).await.expect("connect");
@@ -322,11 +329,12 @@ pub async fn assert_events_match_their_schemas(app: &TestApp) {
     }
 }
 
-/// Waits until accounting has handled every event in the outbox (bounded).
+/// Waits until accounting is past every event in the outbox (bounded).
 pub async fn settled(db: &Db) {
     for _ in 0..200 {
         let (events, handled): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM outbox), (SELECT COUNT(*) FROM handled_events WHERE consumer = 'accounting')",
+            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM outbox), \
+             (SELECT COALESCE(MAX(last_seq), 0) FROM consumer_offsets WHERE consumer = 'accounting')",
         )
         .fetch_one(db.pool())
         .await
@@ -343,7 +351,8 @@ pub async fn settled(db: &Db) {
 /// - each task event has exactly one log entry, with the amount its prices say;
 /// - at most one reward per task;
 /// - every balance is the sum of its log amounts;
-/// - fees debited − rewards credited, from the events and prices, = −(sum of all task money).
+/// - fees debited − rewards credited, from the events and prices, = −(sum of all task money);
+/// - each payout has its PAYOUT entry, and a popug is paid at most once a day.
 pub async fn assert_ledger_invariants(db: &Db) {
     settled(db).await;
     let rows = sqlx::query(
@@ -357,6 +366,7 @@ pub async fn assert_ledger_invariants(db: &Db) {
     .expect("read events and entries");
     let (mut fees, mut rewards) = (0i64, 0i64);
     let mut rewarded = std::collections::HashSet::new();
+    let mut payouts = std::collections::HashSet::new();
     for row in &rows {
         let kind: String = row.get(0);
         let payload: String = row.get(1);
@@ -365,22 +375,38 @@ pub async fn assert_ledger_invariants(db: &Db) {
         let entries: i64 = row.get(4);
         let amount: Option<i64> = row.get(5);
         assert_eq!(entries, 1, "{kind} {payload} has {entries} log entries");
-        let fee = fee.expect("every task is priced");
-        let reward = reward.expect("every task is priced");
-        assert!((10..=20).contains(&fee) && (20..=40).contains(&reward));
+        let task: Value = serde_json::from_str(&payload).unwrap();
+        let priced = || {
+            let (fee, reward) = (
+                fee.expect("every task is priced"),
+                reward.expect("every task is priced"),
+            );
+            assert!((10..=20).contains(&fee) && (20..=40).contains(&reward));
+            (fee, reward)
+        };
         match kind.as_str() {
             "task.created" => assert_eq!(amount, Some(0)),
             "task.assigned" => {
+                let (fee, _) = priced();
                 assert_eq!(amount, Some(-fee), "{payload}");
                 fees += fee;
             }
             "task.completed" => {
+                let (_, reward) = priced();
                 assert_eq!(amount, Some(reward), "{payload}");
                 rewards += reward;
-                let task: Value = serde_json::from_str(&payload).unwrap();
                 assert!(
                     rewarded.insert(task["taskId"].to_string()),
                     "a task rewarded twice"
+                );
+            }
+            "payout.made" => {
+                let paid = task["amount"].as_i64().expect("an amount");
+                assert!(paid > 0, "{payload}");
+                assert_eq!(amount, Some(-paid), "{payload}");
+                assert!(
+                    payouts.insert((task["popugId"].to_string(), task["day"].to_string())),
+                    "a popug paid twice for one day: {payload}"
                 );
             }
             other => panic!("unexpected event {other}"),
@@ -429,7 +455,13 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn start(database: &TestDatabase) -> Self {
+        Self::start_with(database, &[])
+    }
+
+    /// Started with extra `ATES_*` variables.
+    pub fn start_with(database: &TestDatabase, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .envs(env.iter().copied())
             .env("DATABASE_URL", &database.url)
             .env("ATES_LISTEN", "127.0.0.1:0")
             .env("ATES_DATA_DIR", database.dir.path())

@@ -13,6 +13,7 @@ mod cli;
 mod concurrency;
 mod crash;
 mod limits;
+mod payday;
 mod popugs;
 mod schema;
 mod subscriptions;

@@ -20,7 +20,14 @@ const BOOKKEEPERS: [Role; 2] = [Role::Admin, Role::Accountant];
 
 impl From<AccountingError> for ApiError {
     fn from(error: AccountingError) -> Self {
-        Self::internal(error)
+        match error {
+            AccountingError::DayNotOver(_) => Self::BadUserInput(error.to_string()),
+            AccountingError::NoSuchPayout(_) => Self::NotFound(error.to_string()),
+            AccountingError::PayoutNotFailed(_) => Self::Conflict(error.to_string()),
+            AccountingError::Unreadable { .. }
+            | AccountingError::Unpriced(_)
+            | AccountingError::Storage(_) => Self::internal(error),
+        }
     }
 }
 
@@ -135,8 +142,10 @@ impl AccountObject {
         first: Option<i32>,
         after: Option<String>,
     ) -> ApiResult<Connection<String, AuditLogEntry>> {
-        let calendar = ctx.calendar();
-        let (from, to) = calendar.bounds(day.map_or_else(|| calendar.today(), |d| d.0));
+        let payday = ctx.payday();
+        let (from, to) = payday
+            .calendar()
+            .bounds(day.map_or_else(|| payday.today(), |d| d.0));
         let filter = LogFilter {
             popug_id: Some(self.popug_id.0.clone()),
             from: Some(from),

@@ -3,6 +3,7 @@
 mod accounting;
 mod error;
 mod page;
+mod payday;
 mod popug;
 mod scalars;
 mod subscription;
@@ -10,14 +11,14 @@ mod task;
 
 use std::sync::Arc;
 
-use accounting_domain::Ledger;
+use accounting_domain::{Figures, Ledger, Payday, Queues};
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, MergedObject, Schema, SchemaBuilder};
 use task_domain::{Popug, PopugId, Popugs, Role, Tracker};
 
 use crate::accounting::Accounting;
-use crate::calendar::Calendar;
 use crate::feed::Feed;
+use crate::payday::Delivery;
 use accounting::PriceLoader;
 pub use error::{ApiError, ApiResult};
 use popug::{PopugLoader, PopugObject};
@@ -28,10 +29,11 @@ pub struct Query(
     popug::PopugQuery,
     task::TaskQuery,
     accounting::AccountingQuery,
+    payday::PaydayQuery,
 );
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(task::TaskMutation);
+pub struct Mutation(task::TaskMutation, payday::PaydayMutation);
 
 pub use subscription::Subscription;
 
@@ -44,7 +46,11 @@ pub struct Services {
     pub popugs: Popugs,
     pub accounting: Arc<Accounting>,
     pub feed: Arc<Feed>,
-    pub calendar: Calendar,
+    /// Day closes, and the business calendar and clock.
+    pub payday: Payday,
+    pub figures: Figures,
+    pub queues: Queues,
+    pub delivery: Arc<Delivery>,
 }
 
 impl Services {
@@ -132,8 +138,14 @@ pub(crate) trait ContextExt {
     fn ledger(&self) -> &Ledger {
         self.services().accounting.ledger()
     }
-    fn calendar(&self) -> &Calendar {
-        &self.services().calendar
+    fn payday(&self) -> &Payday {
+        &self.services().payday
+    }
+    fn figures(&self) -> &Figures {
+        &self.services().figures
+    }
+    fn queues(&self) -> &Queues {
+        &self.services().queues
     }
     fn feed(&self) -> &Arc<Feed> {
         &self.services().feed

@@ -1,6 +1,5 @@
 //! Business days: midnight to midnight in the configured time zone.
 
-use anyhow::Context as _;
 use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 
@@ -10,16 +9,18 @@ pub struct Calendar {
 }
 
 impl Calendar {
-    pub fn new(zone: &str) -> anyhow::Result<Self> {
-        let zone = zone
-            .parse::<Tz>()
-            .ok()
-            .with_context(|| format!("ATES_TIMEZONE: {zone:?} is not an IANA time zone"))?;
-        Ok(Self { zone })
+    /// The calendar of an IANA time zone (`Europe/Berlin`); `None` for an unknown name.
+    pub fn new(zone: &str) -> Option<Self> {
+        zone.parse::<Tz>().ok().map(|zone| Self { zone })
     }
 
-    pub fn today(&self) -> NaiveDate {
-        Utc::now().with_timezone(&self.zone).date_naive()
+    pub fn utc() -> Self {
+        Self { zone: Tz::UTC }
+    }
+
+    /// The business day an instant falls in.
+    pub fn day_of(&self, at: DateTime<Utc>) -> NaiveDate {
+        at.with_timezone(&self.zone).date_naive()
     }
 
     /// The instants `[start, end)` of a business day.

@@ -1,0 +1,451 @@
+//! Make Payment: closing a business day pays out every positive balance, once.
+//!
+//! A popug's payout for day D is its balance at D's end: today's balance less the task money
+//! logged since D ended (payouts of earlier days are already in the balance, and none of a
+//! later day exists, because days close oldest first). Each batch of popugs is paid in one
+//! transaction that writes the payout row, the PAYOUT log entry, the balance, the mail and the
+//! PayoutMade event together; the unique (popug, day) of `payouts` and a check inside that
+//! transaction make a second closer, a retry or a resumed crash skip whoever is paid already.
+//! The day is marked closed only after its last batch, so a close cut short is resumed.
+
+use std::sync::Arc;
+
+use ates_db::{Backend, Db, Value, placeholders, to_micros};
+use ates_events::NewEvent;
+use ates_events::outbox;
+use ates_events::payout::PayoutMade;
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use sqlx::{AnyConnection, FromRow};
+use uuid::Uuid;
+
+use crate::{AccountingError, Calendar, EntryKind};
+
+/// Popugs paid per transaction, unless configured otherwise.
+pub const DEFAULT_BATCH: i64 = 1000;
+/// Key of the PostgreSQL advisory lock held by the replica that is closing days.
+const CLOSE_LOCK: i64 = 0x0A7E_5002;
+
+/// A closed business day and what its close paid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayClose {
+    pub day: NaiveDate,
+    pub closed_at: DateTime<Utc>,
+    pub payout_count: i64,
+    pub paid_total: i64,
+    /// Popugs whose balance was below zero at the day's end.
+    pub negative_count: i64,
+}
+
+#[derive(FromRow)]
+struct DayCloseRow {
+    day: String,
+    closed_at: i64,
+    payout_count: i64,
+    paid_total: i64,
+    negative_count: i64,
+}
+
+impl From<DayCloseRow> for DayClose {
+    fn from(row: DayCloseRow) -> Self {
+        Self {
+            day: row.day.parse().unwrap_or_default(),
+            closed_at: ates_db::from_micros(row.closed_at),
+            payout_count: row.payout_count,
+            paid_total: row.paid_total,
+            negative_count: row.negative_count,
+        }
+    }
+}
+
+/// Closes business days.
+#[derive(Clone)]
+pub struct Payday {
+    db: Db,
+    calendar: Calendar,
+    batch: i64,
+    /// One close at a time in this process; PostgreSQL's advisory lock covers other processes.
+    closing: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// What the balance of a popug consists of, as a close sees it.
+#[derive(Default, Clone, Copy)]
+struct Standing {
+    balance: i64,
+    /// Task money logged after the day's end: not the day's to pay.
+    later: i64,
+    /// Task money logged during the day.
+    earned: i64,
+}
+
+impl Payday {
+    pub fn new(db: Db, calendar: Calendar) -> Self {
+        Self {
+            db,
+            calendar,
+            batch: DEFAULT_BATCH,
+            closing: Arc::default(),
+        }
+    }
+
+    /// Pays `batch` popugs per transaction: smaller holds fewer locks at a time, larger
+    /// closes faster.
+    pub fn with_batch(mut self, batch: i64) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    pub fn calendar(&self) -> &Calendar {
+        &self.calendar
+    }
+
+    /// Now, by the database handle's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.db.now()
+    }
+
+    /// The business day it is now.
+    pub fn today(&self) -> NaiveDate {
+        self.calendar.day_of(self.db.now())
+    }
+
+    /// Closes every open day up to and including `last`, oldest first, and returns the closes
+    /// it made; days closed before are left alone. `last` must have ended.
+    pub async fn close_through(&self, last: NaiveDate) -> Result<Vec<DayClose>, AccountingError> {
+        if last >= self.today() {
+            return Err(AccountingError::DayNotOver(last));
+        }
+        let _local = self.closing.lock().await;
+        match self.db.backend() {
+            Backend::Sqlite => self.close_open_days(last).await,
+            Backend::Postgres => {
+                // A session lock on a connection of its own, held for the whole close: another
+                // replica waits, then finds the days closed. It goes with the connection if the
+                // process dies.
+                let mut conn = self.db.pool().acquire().await?;
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(CLOSE_LOCK)
+                    .execute(&mut *conn)
+                    .await?;
+                let closed = self.close_open_days(last).await;
+                let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+                    .bind(CLOSE_LOCK)
+                    .execute(&mut *conn)
+                    .await;
+                if unlocked.is_err() {
+                    // Closing the connection releases the lock.
+                    let _ = conn.close().await;
+                }
+                closed
+            }
+        }
+    }
+
+    async fn close_open_days(&self, last: NaiveDate) -> Result<Vec<DayClose>, AccountingError> {
+        let mut closes = Vec::new();
+        for day in self.open_days(last).await? {
+            closes.push(self.close_day(day).await?);
+        }
+        Ok(closes)
+    }
+
+    /// Days up to `last` not closed yet, oldest first: from the day after the latest close, or,
+    /// before any close, from the day of the first log entry. Empty while the log is.
+    pub async fn open_days(&self, last: NaiveDate) -> Result<Vec<NaiveDate>, AccountingError> {
+        let latest: Option<String> = sqlx::query_scalar("SELECT MAX(day) FROM day_closes")
+            .fetch_one(self.db.pool())
+            .await?;
+        let first = match latest.and_then(|day| day.parse::<NaiveDate>().ok()) {
+            Some(closed) => closed.checked_add_days(Days::new(1)),
+            None => {
+                let first_entry: Option<i64> =
+                    sqlx::query_scalar("SELECT MIN(logged_at) FROM audit_log")
+                        .fetch_one(self.db.pool())
+                        .await?;
+                first_entry.map(|at| self.calendar.day_of(ates_db::from_micros(at)))
+            }
+        };
+        Ok(first
+            .map(|first| first.iter_days().take_while(|day| *day <= last).collect())
+            .unwrap_or_default())
+    }
+
+    /// The close of a day, if it is closed.
+    pub async fn day_close(&self, day: NaiveDate) -> Result<Option<DayClose>, AccountingError> {
+        let row: Option<DayCloseRow> = sqlx::query_as(
+            "SELECT day, closed_at, payout_count, paid_total, negative_count \
+             FROM day_closes WHERE day = $1",
+        )
+        .bind(day.to_string())
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.map(DayClose::from))
+    }
+
+    /// Closes of the days in `[from, to]`, oldest first.
+    pub async fn day_closes(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<DayClose>, AccountingError> {
+        let rows: Vec<DayCloseRow> = sqlx::query_as(
+            "SELECT day, closed_at, payout_count, paid_total, negative_count \
+             FROM day_closes WHERE day >= $1 AND day <= $2 ORDER BY day",
+        )
+        .bind(from.to_string())
+        .bind(to.to_string())
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows.into_iter().map(DayClose::from).collect())
+    }
+
+    /// Pays out every positive balance at the end of `day`, then marks the day closed.
+    async fn close_day(&self, day: NaiveDate) -> Result<DayClose, AccountingError> {
+        let (start, end) = self.calendar.bounds(day);
+        let mut after = String::new();
+        loop {
+            let mut tx = self.db.begin_write().await?;
+            // Who looks due; `pay` decides again under the lock.
+            let candidates: Vec<String> = sqlx::query_scalar(
+                "SELECT acc.popug_id FROM accounts acc \
+                 LEFT JOIN (SELECT popug_id, SUM(amount) AS later FROM audit_log \
+                            WHERE logged_at >= $1 AND kind <> 'PAYOUT' GROUP BY popug_id) l \
+                        ON l.popug_id = acc.popug_id \
+                 WHERE acc.popug_id > $2 AND acc.balance - COALESCE(l.later, 0) > 0 \
+                   AND NOT EXISTS (SELECT 1 FROM payouts p WHERE p.popug_id = acc.popug_id AND p.day = $3) \
+                 ORDER BY acc.popug_id LIMIT $4",
+            )
+            .bind(to_micros(end))
+            .bind(after.clone())
+            .bind(day.to_string())
+            .bind(self.batch)
+            .fetch_all(&mut *tx)
+            .await?;
+            let Some(last) = candidates.last() else {
+                tx.commit().await?;
+                break;
+            };
+            after = last.clone();
+            self.pay(&mut tx, day, (start, end), &candidates).await?;
+            tx.commit().await?;
+        }
+        self.mark_closed(day, end).await
+    }
+
+    /// Pays the popugs among `candidates` who are due at the end of `day` and not paid yet.
+    async fn pay(
+        &self,
+        conn: &mut AnyConnection,
+        day: NaiveDate,
+        (start, end): (DateTime<Utc>, DateTime<Utc>),
+        candidates: &[String],
+    ) -> Result<(), AccountingError> {
+        let n = candidates.len();
+        let ids = || candidates.iter().map(|id| Value::Text(id.clone()));
+        let sql = format!(
+            "SELECT popug_id, balance FROM accounts WHERE popug_id IN ({}){}",
+            placeholders(1, n),
+            self.db.lock_rows()
+        );
+        let balances: Vec<(String, i64)> =
+            ates_db::bind_all_as(sqlx::query_as(sqlx::AssertSqlSafe(sql)), ids())
+                .fetch_all(&mut *conn)
+                .await?;
+        let sql = format!(
+            "SELECT popug_id, \
+                    CAST(SUM(CASE WHEN logged_at >= $1 THEN amount ELSE 0 END) AS BIGINT), \
+                    CAST(SUM(CASE WHEN logged_at < $2 THEN amount ELSE 0 END) AS BIGINT) \
+             FROM audit_log WHERE kind <> 'PAYOUT' AND logged_at >= $3 AND popug_id IN ({}) \
+             GROUP BY popug_id",
+            placeholders(4, n)
+        );
+        let head = [to_micros(end), to_micros(end), to_micros(start)].map(Value::Int);
+        let sums: Vec<(String, i64, i64)> = ates_db::bind_all_as(
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)),
+            head.into_iter().chain(ids()),
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        let sql = format!(
+            "SELECT popug_id FROM payouts WHERE day = $1 AND popug_id IN ({})",
+            placeholders(2, n)
+        );
+        let paid: Vec<(String,)> = ates_db::bind_all_as(
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)),
+            std::iter::once(Value::Text(day.to_string())).chain(ids()),
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+
+        let mut standings: std::collections::HashMap<String, Standing> = balances
+            .into_iter()
+            .map(|(popug, balance)| {
+                (
+                    popug,
+                    Standing {
+                        balance,
+                        ..Standing::default()
+                    },
+                )
+            })
+            .collect();
+        for (popug, later, earned) in sums {
+            if let Some(standing) = standings.get_mut(&popug) {
+                standing.later = later;
+                standing.earned = earned;
+            }
+        }
+        for (popug,) in paid {
+            standings.remove(&popug);
+        }
+
+        let now = self.db.now();
+        let queued_at = to_micros(ates_db::now());
+        let mut payouts = Vec::new();
+        let mut entries = Vec::new();
+        let mut mail = Vec::new();
+        let mut moves = Vec::new();
+        let mut events = Vec::new();
+        for popug in candidates {
+            let Some(standing) = standings.get(popug).copied() else {
+                continue;
+            };
+            let due = standing.balance - standing.later;
+            if due <= 0 {
+                continue;
+            }
+            let id = Uuid::now_v7();
+            let made = PayoutMade {
+                payout_id: id.to_string(),
+                popug_id: popug.clone(),
+                day,
+                amount: due,
+                earned: standing.earned,
+                paid_at: now,
+            };
+            let mut event = NewEvent::new(&made, now);
+            event.id = id;
+            events.push(event);
+            payouts.extend([
+                Value::from(id.to_string()),
+                popug.as_str().into(),
+                day.to_string().into(),
+                due.into(),
+                standing.earned.into(),
+                "PENDING".into(),
+                queued_at.into(),
+                to_micros(now).into(),
+            ]);
+            entries.extend([
+                Value::from(id.to_string()),
+                EntryKind::Payout.as_str().into(),
+                (-due).into(),
+                (standing.balance - due).into(),
+                Value::Null,
+                popug.as_str().into(),
+                to_micros(now).into(),
+            ]);
+            let (subject, body) = payout_mail(day, standing.earned, due);
+            mail.extend([
+                Value::from(Uuid::now_v7().to_string()),
+                id.to_string().into(),
+                popug.as_str().into(),
+                subject.into(),
+                body.into(),
+                "PENDING".into(),
+                queued_at.into(),
+                to_micros(now).into(),
+            ]);
+            moves.extend([Value::from(popug.as_str()), (-due).into()]);
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        ates_db::insert_rows(
+            conn,
+            "INSERT INTO payouts (id, popug_id, day, amount, earned, status, next_attempt_at, created_at) VALUES",
+            "",
+            8,
+            payouts,
+        )
+        .await?;
+        ates_db::insert_rows(
+            conn,
+            "INSERT INTO audit_log (event_id, kind, amount, balance_after, task_id, popug_id, logged_at) VALUES",
+            "",
+            7,
+            entries,
+        )
+        .await?;
+        ates_db::insert_rows(
+            conn,
+            "INSERT INTO mail (id, payout_id, popug_id, subject, body, status, next_attempt_at, created_at) VALUES",
+            "",
+            8,
+            mail,
+        )
+        .await?;
+        ates_db::insert_rows(
+            conn,
+            "INSERT INTO accounts (popug_id, balance) VALUES",
+            "ON CONFLICT (popug_id) DO UPDATE SET balance = accounts.balance + excluded.balance",
+            2,
+            moves,
+        )
+        .await?;
+        // Last: on PostgreSQL it serialises outbox writers until this transaction commits.
+        outbox::append(conn, &events).await?;
+        Ok(())
+    }
+
+    /// Records the day as closed, with its figures; a day closed meanwhile keeps its record.
+    async fn mark_closed(
+        &self,
+        day: NaiveDate,
+        end: DateTime<Utc>,
+    ) -> Result<DayClose, AccountingError> {
+        let mut tx = self.db.begin_write().await?;
+        let negative_count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM accounts acc \
+             LEFT JOIN (SELECT popug_id, SUM(amount) AS later FROM audit_log \
+                        WHERE logged_at >= $1 AND kind <> 'PAYOUT' GROUP BY popug_id) l \
+                    ON l.popug_id = acc.popug_id \
+             WHERE acc.balance - COALESCE(l.later, 0) < 0",
+        )
+        .bind(to_micros(end))
+        .fetch_one(&mut *tx)
+        .await?;
+        let (payout_count, paid_total): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM payouts WHERE day = $1",
+        )
+        .bind(day.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO day_closes (day, closed_at, payout_count, paid_total, negative_count) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (day) DO NOTHING",
+        )
+        .bind(day.to_string())
+        .bind(to_micros(self.db.now()))
+        .bind(payout_count)
+        .bind(paid_total)
+        .bind(negative_count)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.day_close(day)
+            .await?
+            .ok_or_else(|| AccountingError::Storage(sqlx::Error::RowNotFound))
+    }
+}
+
+/// The message that tells a popug about its payout.
+fn payout_mail(day: NaiveDate, earned: i64, paid: i64) -> (String, String) {
+    let subject = format!("Your aTES payout for {day}");
+    let body = format!(
+        "Hello,\n\n\
+         on {day} your tasks earned {earned} (rewards less assignment fees).\n\
+         At the end of the day your balance of {paid} was paid out to you.\n\n\
+         UberPopug Inc. accounting\n"
+    );
+    (subject, body)
+}
