@@ -8,6 +8,7 @@
 //! transaction make a second closer, a retry or a resumed crash skip whoever is paid already.
 //! The day is marked closed only after its last batch, so a close cut short is resumed.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use ates_db::{Backend, Db, Value, placeholders, to_micros};
@@ -15,6 +16,7 @@ use ates_events::NewEvent;
 use ates_events::outbox;
 use ates_events::payout::PayoutMade;
 use chrono::{DateTime, Days, NaiveDate, Utc};
+use futures::TryStreamExt as _;
 use sqlx::{AnyConnection, FromRow};
 use uuid::Uuid;
 
@@ -65,6 +67,12 @@ pub struct Payday {
     batch: i64,
     /// One close at a time in this process; PostgreSQL's advisory lock covers other processes.
     closing: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A popug who looked due when the close began.
+struct Candidate {
+    popug: String,
+    standing: Standing,
 }
 
 /// What the balance of a popug consists of, as a close sees it.
@@ -201,140 +209,176 @@ impl Payday {
     /// Pays out every positive balance at the end of `day`, then marks the day closed.
     async fn close_day(&self, day: NaiveDate) -> Result<DayClose, AccountingError> {
         let (start, end) = self.calendar.bounds(day);
-        let mut after = String::new();
-        loop {
-            let mut tx = self.db.begin_write().await?;
-            // Who looks due; `pay` decides again under the lock.
-            let candidates: Vec<String> = sqlx::query_scalar(
-                "SELECT acc.popug_id FROM accounts acc \
-                 LEFT JOIN (SELECT popug_id, SUM(amount) AS later FROM audit_log \
-                            WHERE logged_at >= $1 AND kind <> 'PAYOUT' GROUP BY popug_id) l \
-                        ON l.popug_id = acc.popug_id \
-                 WHERE acc.popug_id > $2 AND acc.balance - COALESCE(l.later, 0) > 0 \
-                   AND NOT EXISTS (SELECT 1 FROM payouts p WHERE p.popug_id = acc.popug_id AND p.day = $3) \
-                 ORDER BY acc.popug_id LIMIT $4",
-            )
-            .bind(to_micros(end))
-            .bind(after.clone())
-            .bind(day.to_string())
-            .bind(self.batch)
-            .fetch_all(&mut *tx)
-            .await?;
-            let Some(last) = candidates.last() else {
+        // Who looks due and why, read in one pass; each batch checks it again under its locks.
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT acc.popug_id, acc.balance, \
+                    CAST(COALESCE(l.later, 0) AS BIGINT), CAST(COALESCE(l.earned, 0) AS BIGINT) \
+             FROM accounts acc \
+             LEFT JOIN (SELECT popug_id, \
+                               SUM(CASE WHEN logged_at >= $1 THEN amount ELSE 0 END) AS later, \
+                               SUM(CASE WHEN logged_at < $2 THEN amount ELSE 0 END) AS earned \
+                        FROM audit_log WHERE logged_at >= $3 AND kind <> 'PAYOUT' \
+                        GROUP BY popug_id) l \
+                    ON l.popug_id = acc.popug_id \
+             WHERE acc.balance - COALESCE(l.later, 0) > 0 \
+               AND NOT EXISTS (SELECT 1 FROM payouts p WHERE p.popug_id = acc.popug_id AND p.day = $4) \
+             ORDER BY acc.popug_id",
+        )
+        .bind(to_micros(end))
+        .bind(to_micros(end))
+        .bind(to_micros(start))
+        .bind(day.to_string())
+        .fetch_all(self.db.pool())
+        .await?;
+        let candidates: Vec<Candidate> = rows
+            .into_iter()
+            .map(|(popug, balance, later, earned)| Candidate {
+                popug,
+                standing: Standing {
+                    balance,
+                    later,
+                    earned,
+                },
+            })
+            .collect();
+        // PostgreSQL pays two batches at once (they lock different accounts); SQLite has one
+        // writer anyway.
+        let parallel = match self.db.backend() {
+            Backend::Postgres => 2,
+            Backend::Sqlite => 1,
+        };
+        let size = usize::try_from(self.batch).unwrap_or(1).max(1);
+        futures::stream::iter(candidates.chunks(size).map(Ok))
+            .try_for_each_concurrent(parallel, |batch| async move {
+                let mut tx = self.db.begin_write().await?;
+                self.pay(&mut tx, day, (start, end), batch).await?;
                 tx.commit().await?;
-                break;
-            };
-            after = last.clone();
-            self.pay(&mut tx, day, (start, end), &candidates).await?;
-            tx.commit().await?;
-        }
+                Ok::<_, AccountingError>(())
+            })
+            .await?;
         self.mark_closed(day, end).await
     }
 
-    /// Pays the popugs among `candidates` who are due at the end of `day` and not paid yet.
+    /// Pays the `candidates` who are due at the end of `day` and not paid yet.
     async fn pay(
         &self,
         conn: &mut AnyConnection,
         day: NaiveDate,
         (start, end): (DateTime<Utc>, DateTime<Utc>),
-        candidates: &[String],
+        candidates: &[Candidate],
     ) -> Result<(), AccountingError> {
-        let n = candidates.len();
-        let ids = || candidates.iter().map(|id| Value::Text(id.clone()));
         let sql = format!(
             "SELECT popug_id, balance FROM accounts WHERE popug_id IN ({}){}",
-            placeholders(1, n),
+            placeholders(1, candidates.len()),
             self.db.lock_rows()
         );
-        let balances: Vec<(String, i64)> =
-            ates_db::bind_all_as(sqlx::query_as(sqlx::AssertSqlSafe(sql)), ids())
+        let ids = candidates.iter().map(|c| Value::Text(c.popug.clone()));
+        let balances: HashMap<String, i64> =
+            ates_db::bind_all_as(sqlx::query_as(sqlx::AssertSqlSafe(sql)), ids)
                 .fetch_all(&mut *conn)
-                .await?;
-        let sql = format!(
-            "SELECT popug_id, \
-                    CAST(SUM(CASE WHEN logged_at >= $1 THEN amount ELSE 0 END) AS BIGINT), \
-                    CAST(SUM(CASE WHEN logged_at < $2 THEN amount ELSE 0 END) AS BIGINT) \
-             FROM audit_log WHERE kind <> 'PAYOUT' AND logged_at >= $3 AND popug_id IN ({}) \
-             GROUP BY popug_id",
-            placeholders(4, n)
-        );
-        let head = [to_micros(end), to_micros(end), to_micros(start)].map(Value::Int);
-        let sums: Vec<(String, i64, i64)> = ates_db::bind_all_as(
-            sqlx::query_as(sqlx::AssertSqlSafe(sql)),
-            head.into_iter().chain(ids()),
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        let sql = format!(
-            "SELECT popug_id FROM payouts WHERE day = $1 AND popug_id IN ({})",
-            placeholders(2, n)
-        );
-        let paid: Vec<(String,)> = ates_db::bind_all_as(
-            sqlx::query_as(sqlx::AssertSqlSafe(sql)),
-            std::iter::once(Value::Text(day.to_string())).chain(ids()),
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-
-        let mut standings: std::collections::HashMap<String, Standing> = balances
-            .into_iter()
-            .map(|(popug, balance)| {
-                (
-                    popug,
-                    Standing {
-                        balance,
-                        ..Standing::default()
-                    },
-                )
-            })
-            .collect();
-        for (popug, later, earned) in sums {
-            if let Some(standing) = standings.get_mut(&popug) {
-                standing.later = later;
-                standing.earned = earned;
+                .await?
+                .into_iter()
+                .collect();
+        // An unchanged balance means nothing moved the account since the candidates were read
+        // (a payout or any entry with an amount would have); a changed one is read again.
+        let mut standings: HashMap<String, Standing> = HashMap::new();
+        let mut stale = Vec::new();
+        for candidate in candidates {
+            match balances.get(&candidate.popug) {
+                Some(balance) if *balance == candidate.standing.balance => {
+                    standings.insert(candidate.popug.clone(), candidate.standing);
+                }
+                Some(balance) => {
+                    standings.insert(
+                        candidate.popug.clone(),
+                        Standing {
+                            balance: *balance,
+                            ..Standing::default()
+                        },
+                    );
+                    stale.push(candidate.popug.clone());
+                }
+                None => {}
             }
         }
-        for (popug,) in paid {
-            standings.remove(&popug);
+        if !stale.is_empty() {
+            let sql = format!(
+                "SELECT popug_id, \
+                        CAST(SUM(CASE WHEN logged_at >= $1 THEN amount ELSE 0 END) AS BIGINT), \
+                        CAST(SUM(CASE WHEN logged_at < $2 THEN amount ELSE 0 END) AS BIGINT) \
+                 FROM audit_log WHERE kind <> 'PAYOUT' AND logged_at >= $3 AND popug_id IN ({}) \
+                 GROUP BY popug_id",
+                placeholders(4, stale.len())
+            );
+            let head = [to_micros(end), to_micros(end), to_micros(start)].map(Value::Int);
+            let sums: Vec<(String, i64, i64)> = ates_db::bind_all_as(
+                sqlx::query_as(sqlx::AssertSqlSafe(sql)),
+                head.into_iter().chain(stale.into_iter().map(Value::Text)),
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            for (popug, later, earned) in sums {
+                if let Some(standing) = standings.get_mut(&popug) {
+                    standing.later = later;
+                    standing.earned = earned;
+                }
+            }
         }
-
         let now = self.db.now();
         let queued_at = to_micros(ates_db::now());
-        let mut payouts = Vec::new();
-        let mut entries = Vec::new();
-        let mut mail = Vec::new();
-        let mut moves = Vec::new();
-        let mut events = Vec::new();
-        for popug in candidates {
-            let Some(standing) = standings.get(popug).copied() else {
-                continue;
-            };
-            let due = standing.balance - standing.later;
-            if due <= 0 {
-                continue;
-            }
-            let id = Uuid::now_v7();
-            let made = PayoutMade {
-                payout_id: id.to_string(),
-                popug_id: popug.clone(),
-                day,
-                amount: due,
-                earned: standing.earned,
-                paid_at: now,
-            };
-            let mut event = NewEvent::new(&made, now);
-            event.id = id;
-            events.push(event);
-            payouts.extend([
+        let due: Vec<(&String, Standing, i64, Uuid)> = candidates
+            .iter()
+            .map(|candidate| &candidate.popug)
+            .filter_map(|popug| {
+                let standing = standings.get(popug).copied()?;
+                let due = standing.balance - standing.later;
+                (due > 0).then(|| (popug, standing, due, Uuid::now_v7()))
+            })
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let payouts = due.iter().flat_map(|(popug, standing, due, id)| {
+            [
                 Value::from(id.to_string()),
                 popug.as_str().into(),
                 day.to_string().into(),
-                due.into(),
+                (*due).into(),
                 standing.earned.into(),
                 "PENDING".into(),
                 queued_at.into(),
                 to_micros(now).into(),
-            ]);
+            ]
+        });
+        // The guard of "once": whoever a concurrent closer paid first conflicts here, and is
+        // left out of everything below.
+        let fresh: HashSet<String> = ates_db::insert_rows_returning(
+            conn,
+            "INSERT INTO payouts (id, popug_id, day, amount, earned, status, next_attempt_at, created_at) VALUES",
+            "ON CONFLICT (popug_id, day) DO NOTHING RETURNING popug_id",
+            8,
+            payouts.collect(),
+        )
+        .await?
+        .into_iter()
+        .collect();
+
+        let mut entries = Vec::new();
+        let mut mail = Vec::new();
+        let mut moves = Vec::new();
+        let mut events = Vec::new();
+        for (popug, standing, due, id) in due.iter().filter(|d| fresh.contains(d.0)) {
+            let made = PayoutMade {
+                payout_id: id.to_string(),
+                popug_id: popug.to_string(),
+                day,
+                amount: *due,
+                earned: standing.earned,
+                paid_at: now,
+            };
+            let mut event = NewEvent::new(&made, now);
+            event.id = *id;
+            events.push(event);
             entries.extend([
                 Value::from(id.to_string()),
                 EntryKind::Payout.as_str().into(),
@@ -344,7 +388,7 @@ impl Payday {
                 popug.as_str().into(),
                 to_micros(now).into(),
             ]);
-            let (subject, body) = payout_mail(day, standing.earned, due);
+            let (subject, body) = payout_mail(day, standing.earned, *due);
             mail.extend([
                 Value::from(Uuid::now_v7().to_string()),
                 id.to_string().into(),
@@ -360,14 +404,6 @@ impl Payday {
         if events.is_empty() {
             return Ok(());
         }
-        ates_db::insert_rows(
-            conn,
-            "INSERT INTO payouts (id, popug_id, day, amount, earned, status, next_attempt_at, created_at) VALUES",
-            "",
-            8,
-            payouts,
-        )
-        .await?;
         ates_db::insert_rows(
             conn,
             "INSERT INTO audit_log (event_id, kind, amount, balance_after, task_id, popug_id, logged_at) VALUES",

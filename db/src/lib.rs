@@ -334,6 +334,44 @@ where
 /// Binds accepted by one statement: below SQLite's and PostgreSQL's limits.
 const MAX_BINDS: usize = 8_000;
 
+/// Like [`insert_rows`], with a `tail` ending in `RETURNING key`: the keys of the rows
+/// inserted.
+pub async fn insert_rows_returning(
+    conn: &mut sqlx::AnyConnection,
+    head: &str,
+    tail: &str,
+    columns: usize,
+    values: Vec<Value>,
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut keys = Vec::new();
+    for (sql, chunk) in statements(head, tail, columns, values) {
+        let query = bind_all_as::<(String,)>(sqlx::query_as(sqlx::AssertSqlSafe(sql)), chunk);
+        keys.extend(query.fetch_all(&mut *conn).await?.into_iter().map(|(k,)| k));
+    }
+    Ok(keys)
+}
+
+/// Multi-row statements for `values`, each with the values it binds.
+fn statements(
+    head: &str,
+    tail: &str,
+    columns: usize,
+    values: Vec<Value>,
+) -> Vec<(String, Vec<Value>)> {
+    let rows_per_statement = (MAX_BINDS / columns).max(1);
+    let mut statements = Vec::new();
+    let mut values = values.into_iter().peekable();
+    while values.peek().is_some() {
+        let chunk: Vec<Value> = values.by_ref().take(rows_per_statement * columns).collect();
+        let rows = chunk.len() / columns;
+        let tuples: Vec<String> = (0..rows)
+            .map(|row| format!("({})", placeholders(row * columns + 1, columns)))
+            .collect();
+        statements.push((format!("{head} {} {tail}", tuples.join(", ")), chunk));
+    }
+    statements
+}
+
 /// Inserts many rows with few statements: `head` is `INSERT INTO t (a, b) VALUES`, `tail` what
 /// follows the rows (`ON CONFLICT …`, or nothing), and `values` holds `columns` values a row.
 /// Returns the rows affected.
@@ -344,16 +382,8 @@ pub async fn insert_rows(
     columns: usize,
     values: Vec<Value>,
 ) -> Result<u64, sqlx::Error> {
-    let rows_per_statement = (MAX_BINDS / columns).max(1);
     let mut affected = 0;
-    let mut values = values.into_iter().peekable();
-    while values.peek().is_some() {
-        let chunk: Vec<Value> = values.by_ref().take(rows_per_statement * columns).collect();
-        let rows = chunk.len() / columns;
-        let tuples: Vec<String> = (0..rows)
-            .map(|row| format!("({})", placeholders(row * columns + 1, columns)))
-            .collect();
-        let sql = format!("{head} {} {tail}", tuples.join(", "));
+    for (sql, chunk) in statements(head, tail, columns, values) {
         let query = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), chunk);
         affected += query.execute(&mut *conn).await?.rows_affected();
     }
