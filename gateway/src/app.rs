@@ -5,11 +5,14 @@ use std::sync::Arc;
 use accounting_domain::{Calendar, Figures, Ledger, Payday, Queues};
 use anyhow::Context as _;
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use ates_db::{Backend, Clock, Db};
 use axum::Router;
-use axum::extract::State;
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use axum::response::{Html, IntoResponse};
@@ -19,13 +22,14 @@ use std::time::Duration;
 use task_domain::{Popugs, TaskError, Tracker};
 
 use crate::accounting::Accounting;
-use crate::api::{self, AtesSchema, Loaders, QueryLimits, Services, Session};
+use crate::api::shape::ShapeLimits;
+use crate::api::{self, AtesSchema, QueryLimits, Services, Session};
 use crate::auth::{self, Authenticator};
 use crate::config::Config;
 use crate::feed::{self, Feed};
+use crate::http::{self, RateLimiter};
 use crate::payday::{self, Delivery};
 use crate::ws;
-use tower_http::limit::RequestBodyLimitLayer;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -34,6 +38,9 @@ pub struct AppState {
     auth: Arc<Authenticator>,
     db: Db,
     max_body_bytes: usize,
+    allow_batch: bool,
+    request_timeout: Duration,
+    rate_limiter: Arc<RateLimiter>,
     pub(crate) limits: Limits,
 }
 
@@ -95,12 +102,21 @@ impl App {
                     QueryLimits {
                         depth: config.max_query_depth,
                         complexity: config.max_query_complexity,
+                        shape: ShapeLimits {
+                            aliases: config.max_aliases,
+                            root_fields: config.max_root_fields,
+                            fields: config.max_fields,
+                        },
+                        introspection: config.introspection_enabled(),
                     },
                 ),
                 services,
                 auth: Arc::new(auth),
                 db,
                 max_body_bytes: config.max_body_bytes,
+                allow_batch: config.allow_batch,
+                request_timeout: http::timeout(config.request_timeout_secs),
+                rate_limiter: Arc::new(RateLimiter::new(config.mutations_per_second)),
                 limits: Limits {
                     max_ws_message: 64 * 1024,
                     ws_init_timeout: Duration::from_secs(config.ws_init_timeout_secs),
@@ -118,8 +134,8 @@ impl App {
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(ready))
             .with_state(self.state.clone())
-            // async-graphql-axum reads the whole body itself: the bound must come first.
-            .layer(RequestBodyLimitLayer::new(self.state.max_body_bytes))
+            // A body announced or found larger than this is refused before it is read whole.
+            .layer(DefaultBodyLimit::max(self.state.max_body_bytes))
     }
 }
 
@@ -141,11 +157,13 @@ pub async fn connect(config: &Config) -> anyhow::Result<Db> {
             clock
         }
     };
-    Ok(
-        Db::connect(&config.database_url(), config.db_max_connections)
-            .await?
-            .with_clock(clock),
+    Ok(Db::connect_with(
+        &config.database_url(),
+        config.db_max_connections,
+        Duration::from_millis(config.db_acquire_timeout_ms.max(1)),
     )
+    .await?
+    .with_clock(clock))
 }
 
 /// The business calendar of the configured time zone.
@@ -170,16 +188,13 @@ pub fn authenticator(config: &Config) -> anyhow::Result<(Authenticator, bool)> {
 async fn graphql(
     State(app): State<AppState>,
     headers: HeaderMap,
-    request: GraphQLRequest,
-) -> GraphQLResponse {
-    let session = app.session(&headers).await;
-    let loaders = Loaders::new(&app.services);
-    let request = request.into_inner().data(session).data(loaders);
-    app.schema.execute(request).await.into()
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    http::post(app, headers, body).await
 }
 
 impl AppState {
-    async fn session(&self, headers: &HeaderMap) -> Session {
+    pub(crate) async fn session(&self, headers: &HeaderMap) -> Session {
         if headers.get(header::AUTHORIZATION).is_none() {
             return Session::Anonymous;
         }
@@ -224,6 +239,22 @@ impl AppState {
     pub(crate) fn schema(&self) -> &AtesSchema {
         &self.schema
     }
+
+    pub(crate) fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    pub(crate) fn allow_batch(&self) -> bool {
+        self.allow_batch
+    }
+
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    pub(crate) fn rate_limiter(&self) -> &RateLimiter {
+        &self.rate_limiter
+    }
 }
 
 /// The token of an `Authorization: Bearer …` header.
@@ -235,14 +266,17 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// GraphiQL for a browser, or a WebSocket for a client that asks to upgrade.
+/// A WebSocket for a client that asks to upgrade, a query in the URL, or GraphiQL for a
+/// browser.
 async fn graphql_get(
     state: State<AppState>,
     headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     match upgrade {
         Ok(upgrade) => ws::upgrade(state, headers, upgrade).await,
+        Err(_) if params.contains_key("query") => http::get(state.0, headers, params).await,
         Err(_) => graphiql().await.into_response(),
     }
 }

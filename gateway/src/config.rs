@@ -67,6 +67,43 @@ pub struct Config {
     #[arg(long, env = "ATES_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 
+    /// Milliseconds a request waits for a free database connection before it gets 503.
+    #[arg(long, env = "ATES_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 3000)]
+    pub db_acquire_timeout_ms: u64,
+
+    /// `development` or `production`: production turns introspection and field suggestions
+    /// off unless `ATES_INTROSPECTION` says otherwise.
+    #[arg(long, env = "ATES_ENV", value_enum, default_value_t = Environment::Development)]
+    pub env: Environment,
+
+    /// Whether clients may introspect the schema (and get "did you mean" suggestions).
+    #[arg(long, env = "ATES_INTROSPECTION", action = clap::ArgAction::Set)]
+    pub introspection: Option<bool>,
+
+    /// Aliases a query may use (fragments expanded).
+    #[arg(long, env = "ATES_MAX_ALIASES", default_value_t = 30)]
+    pub max_aliases: u64,
+
+    /// Fields at the root of an operation.
+    #[arg(long, env = "ATES_MAX_ROOT_FIELDS", default_value_t = 20)]
+    pub max_root_fields: u64,
+
+    /// Fields a query may select, fragments expanded and `__typename` counted.
+    #[arg(long, env = "ATES_MAX_FIELDS", default_value_t = 500)]
+    pub max_fields: u64,
+
+    /// Accept a JSON array of requests in one POST.
+    #[arg(long, env = "ATES_ALLOW_BATCH", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_batch: bool,
+
+    /// Seconds one request may run before it is stopped with 503.
+    #[arg(long, env = "ATES_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// Mutations one popug may send per second (as many in a burst); 0: unlimited.
+    #[arg(long, env = "ATES_MUTATIONS_PER_SECOND", default_value_t = 20)]
+    pub mutations_per_second: u32,
+
     /// Seconds between the day-close scheduler's looks at the calendar.
     #[arg(long, env = "ATES_CLOSE_CHECK_SECS", default_value_t = 30)]
     pub close_check_secs: u64,
@@ -110,6 +147,12 @@ pub struct Config {
     /// of a day close. Never in production.
     #[arg(long, env = "ATES_CLOCK_FILE")]
     pub clock_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Environment {
+    Development,
+    Production,
 }
 
 /// Parses flags and `ATES_*` variables alone, for `Config::defaults`.
@@ -174,6 +217,24 @@ impl Config {
             ),
             ("feed_capacity", self.feed_capacity.to_string()),
             ("db_max_connections", self.db_max_connections.to_string()),
+            (
+                "db_acquire_timeout_ms",
+                self.db_acquire_timeout_ms.to_string(),
+            ),
+            ("env", format!("{:?}", self.env).to_lowercase()),
+            ("introspection", self.introspection_enabled().to_string()),
+            ("max_aliases", self.max_aliases.to_string()),
+            ("max_root_fields", self.max_root_fields.to_string()),
+            ("max_fields", self.max_fields.to_string()),
+            ("allow_batch", self.allow_batch.to_string()),
+            (
+                "request_timeout_secs",
+                self.request_timeout_secs.to_string(),
+            ),
+            (
+                "mutations_per_second",
+                self.mutations_per_second.to_string(),
+            ),
             ("close_check_secs", self.close_check_secs.to_string()),
             ("close_batch", self.close_batch.to_string()),
             (
@@ -211,6 +272,12 @@ impl Config {
             .iter()
             .map(|(key, value)| format!("{key} = {value:?}\n"))
             .collect()
+    }
+
+    /// Introspection and suggestions: as configured, else on except in production.
+    pub fn introspection_enabled(&self) -> bool {
+        self.introspection
+            .unwrap_or(self.env == Environment::Development)
     }
 
     pub fn ensure_data_dir(&self) -> anyhow::Result<()> {

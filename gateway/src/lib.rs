@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod feed;
+pub mod http;
 pub mod payday;
 mod ws;
 

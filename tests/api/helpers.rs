@@ -296,6 +296,8 @@ pub fn config(database_url: Option<String>, data_dir: PathBuf) -> Config {
     config.listen = "127.0.0.1:0".parse().expect("address");
     config.data_dir = data_dir;
     config.jwt_secret = Some(SECRET.into());
+    // Tests send bursts of mutations; the rate limit has its own test.
+    config.mutations_per_second = 0;
     config
 }
 
@@ -466,6 +468,7 @@ impl Gateway {
             .env("ATES_LISTEN", "127.0.0.1:0")
             .env("ATES_DATA_DIR", database.dir.path())
             .env("ATES_JWT_SECRET", SECRET)
+            .env("ATES_MUTATIONS_PER_SECOND", "0")
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -3,6 +3,7 @@
 //! PostgreSQL when `TEST_DATABASE_URL` names a server (each test gets its own database there).
 
 mod helpers;
+mod http;
 mod ws;
 
 mod model;

@@ -24,6 +24,7 @@ impl From<AccountingError> for ApiError {
             AccountingError::DayNotOver(_) => Self::BadUserInput(error.to_string()),
             AccountingError::NoSuchPayout(_) => Self::NotFound(error.to_string()),
             AccountingError::PayoutNotFailed(_) => Self::Conflict(error.to_string()),
+            AccountingError::Storage(sqlx::Error::PoolTimedOut) => Self::Unavailable,
             AccountingError::Unreadable { .. }
             | AccountingError::Unpriced(_)
             | AccountingError::Storage(_) => Self::internal(error),

@@ -22,6 +22,8 @@ pub enum ApiError {
     NotFound(String),
     /// The request contradicts the current state (completing a finished task).
     Conflict(String),
+    /// No database connection came free in time: try again shortly.
+    Unavailable,
     /// A failure of ours; the cause goes to the log only.
     Internal(Arc<dyn std::error::Error + Send + Sync>),
 }
@@ -34,6 +36,7 @@ impl ApiError {
             Self::BadUserInput(_) => "BAD_USER_INPUT",
             Self::NotFound(_) => "NOT_FOUND",
             Self::Conflict(_) => "CONFLICT",
+            Self::Unavailable => crate::http::SERVICE_UNAVAILABLE,
             Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -45,6 +48,7 @@ impl ApiError {
             Self::Forbidden(m) | Self::BadUserInput(m) | Self::NotFound(m) | Self::Conflict(m) => {
                 m.clone()
             }
+            Self::Unavailable => "the service is busy: try again in a moment".into(),
             Self::Internal(_) => "Internal Server Error".into(),
         }
     }
@@ -68,6 +72,7 @@ impl From<TaskError> for ApiError {
             TaskError::Deactivated => Self::Forbidden(error.to_string()),
             TaskError::AlreadyInState { .. } => Self::Conflict(error.to_string()),
             TaskError::NobodyToAssign => Self::Conflict(error.to_string()),
+            TaskError::Storage(sqlx::Error::PoolTimedOut) => Self::Unavailable,
             TaskError::Storage(cause) => Self::Internal(Arc::new(cause)),
         }
     }

@@ -6,6 +6,7 @@ mod page;
 mod payday;
 mod popug;
 mod scalars;
+pub mod shape;
 mod subscription;
 mod task;
 
@@ -72,14 +73,25 @@ pub struct QueryLimits {
     pub depth: usize,
     /// Fields weighted by the pages they sit in (`first` × the page's selection).
     pub complexity: usize,
+    pub shape: shape::ShapeLimits,
+    /// Introspection and "did you mean" suggestions.
+    pub introspection: bool,
 }
 
 pub fn build_schema(services: Services, limits: QueryLimits) -> AtesSchema {
-    schema_builder()
+    let builder = schema_builder()
         .data(services)
+        .extension(shape::Shape(limits.shape))
         .limit_depth(limits.depth)
-        .limit_complexity(limits.complexity)
-        .finish()
+        .limit_complexity(limits.complexity);
+    if limits.introspection {
+        builder.finish()
+    } else {
+        builder
+            .disable_introspection()
+            .disable_suggestions()
+            .finish()
+    }
 }
 
 /// The SDL of the public contract, as committed in `schema.graphql`.
@@ -168,7 +180,7 @@ impl ContextExt for Context<'_> {
             Some(Session::Deactivated) => {
                 Err(ApiError::forbidden("this popug has been deactivated"))
             }
-            Some(Session::Unavailable) => Err(ApiError::internal("popug replica unavailable")),
+            Some(Session::Unavailable) => Err(ApiError::Unavailable),
             _ => Err(ApiError::Unauthenticated),
         }
     }

@@ -1,0 +1,451 @@
+//! GraphQL over HTTP, as the specification (graphql.github.io/graphql-over-http) describes it.
+//!
+//! - `POST /graphql` with `Content-Type: application/json` (else 415) and a JSON object body;
+//!   a JSON array (a batch) only when batching is enabled.
+//! - `GET /graphql?query=…&variables=…&operationName=…` for queries; a mutation over GET is 405.
+//! - The response is `application/graphql-response+json` when the client accepts it (or
+//!   anything), `application/json` when that is what it asked for, and 406 when it accepts
+//!   neither. A request that cannot be parsed or validated gets 400 with a GraphQL error body
+//!   (`GRAPHQL_PARSE_FAILED`, `GRAPHQL_VALIDATION_FAILED`), never plain text.
+//! - Too many mutations from one popug get 429 (`RATE_LIMITED`); a request over its time, or
+//!   one that found no free database connection, gets 503.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_graphql::parser::types::OperationType;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::api::{Loaders, Session, shape};
+use crate::app::AppState;
+
+pub const BAD_REQUEST: &str = "BAD_REQUEST";
+pub const RATE_LIMITED: &str = "RATE_LIMITED";
+pub const TIMEOUT: &str = "TIMEOUT";
+pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
+
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json; charset=utf-8";
+const JSON: &str = "application/json; charset=utf-8";
+
+/// The media type of the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Media {
+    GraphqlResponse,
+    Json,
+}
+
+impl Media {
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::GraphqlResponse => GRAPHQL_RESPONSE,
+            Self::Json => JSON,
+        }
+    }
+}
+
+/// The response type the `Accept` header allows; `None` when it allows neither.
+pub fn negotiate(headers: &HeaderMap) -> Option<Media> {
+    let Some(accept) = headers.get(header::ACCEPT) else {
+        // The specification: no Accept header is taken as `application/json`.
+        return Some(Media::Json);
+    };
+    let accept = accept.to_str().unwrap_or_default();
+    let ranges: Vec<String> = accept
+        .split(',')
+        .filter(|range| {
+            // `q=0` means "not this one".
+            !range
+                .split(';')
+                .skip(1)
+                .any(|param| matches!(param.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"))
+        })
+        .filter_map(|range| range.split(';').next())
+        .map(|media| media.trim().to_ascii_lowercase())
+        .collect();
+    let has = |media: &str| ranges.iter().any(|r| r == media);
+    if has("application/graphql-response+json") {
+        Some(Media::GraphqlResponse)
+    } else if has("application/json") {
+        Some(Media::Json)
+    } else if has("*/*") || has("application/*") {
+        Some(Media::GraphqlResponse)
+    } else {
+        None
+    }
+}
+
+/// A response with a GraphQL body.
+fn respond(media: Media, status: StatusCode, body: &impl serde::Serialize) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = (status, bytes).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(media.content_type()),
+    );
+    response
+}
+
+/// A request refused before it ran: a GraphQL error body with a code.
+pub fn refuse(media: Media, status: StatusCode, code: &str, message: &str) -> Response {
+    respond(
+        media,
+        status,
+        &json!({ "errors": [{ "message": message, "extensions": { "code": code } }] }),
+    )
+}
+
+/// `POST /graphql`.
+pub async fn post(
+    app: AppState,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some(media) = negotiate(&headers) else {
+        return not_acceptable();
+    };
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return refuse(
+            media,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            BAD_REQUEST,
+            "send the request as Content-Type: application/json",
+        );
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!(
+                    "the request body is larger than {} bytes",
+                    app.max_body_bytes()
+                )
+            } else {
+                "the request body could not be read".to_owned()
+            };
+            return refuse(media, status, BAD_REQUEST, &message);
+        }
+    };
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(value) => value,
+        Err(_) => {
+            return refuse(
+                media,
+                StatusCode::BAD_REQUEST,
+                BAD_REQUEST,
+                "the request body is not JSON",
+            );
+        }
+    };
+    let requests: Vec<Value> = match value {
+        Value::Array(batch) if app.allow_batch() => {
+            if batch.is_empty() || batch.len() > 20 {
+                return refuse(
+                    media,
+                    StatusCode::BAD_REQUEST,
+                    BAD_REQUEST,
+                    "a batch holds 1 to 20 requests",
+                );
+            }
+            batch
+        }
+        Value::Array(_) => {
+            return refuse(
+                media,
+                StatusCode::BAD_REQUEST,
+                BAD_REQUEST,
+                "batched requests (a JSON array) are not accepted here: send one request per POST",
+            );
+        }
+        single => {
+            let request = match graphql_request(single) {
+                Ok(request) => request,
+                Err(message) => {
+                    return refuse(media, StatusCode::BAD_REQUEST, BAD_REQUEST, &message);
+                }
+            };
+            return execute(&app, &headers, media, request, false).await;
+        }
+    };
+    let mut responses = Vec::with_capacity(requests.len());
+    for value in requests {
+        let response = match graphql_request(value) {
+            Ok(request) => run(&app, &headers, request, false).await.1,
+            Err(message) => {
+                json!({ "errors": [{ "message": message, "extensions": { "code": BAD_REQUEST } }] })
+            }
+        };
+        responses.push(response);
+    }
+    respond(media, StatusCode::OK, &responses)
+}
+
+/// `GET /graphql?query=…`.
+pub async fn get(app: AppState, headers: HeaderMap, params: HashMap<String, String>) -> Response {
+    let Some(media) = negotiate(&headers) else {
+        return not_acceptable();
+    };
+    let mut value = json!({ "query": params.get("query") });
+    if let Some(name) = params.get("operationName") {
+        value["operationName"] = json!(name);
+    }
+    for key in ["variables", "extensions"] {
+        if let Some(text) = params.get(key) {
+            match serde_json::from_str::<Value>(text) {
+                Ok(parsed) => value[key] = parsed,
+                Err(_) => {
+                    return refuse(
+                        media,
+                        StatusCode::BAD_REQUEST,
+                        BAD_REQUEST,
+                        &format!("{key} is not JSON"),
+                    );
+                }
+            }
+        }
+    }
+    match graphql_request(value) {
+        Ok(request) => execute(&app, &headers, media, request, true).await,
+        Err(message) => refuse(media, StatusCode::BAD_REQUEST, BAD_REQUEST, &message),
+    }
+}
+
+fn not_acceptable() -> Response {
+    refuse(
+        Media::Json,
+        StatusCode::NOT_ACCEPTABLE,
+        BAD_REQUEST,
+        "accept application/graphql-response+json or application/json",
+    )
+}
+
+/// A request object as the specification has it: `query` a string; `variables`,
+/// `operationName` and `extensions` optional.
+fn graphql_request(value: Value) -> Result<async_graphql::Request, String> {
+    let Value::Object(object) = value else {
+        return Err("a request is a JSON object with a query".into());
+    };
+    match object.get("query") {
+        Some(Value::String(_)) => {}
+        _ => return Err("the request has no query string".into()),
+    }
+    if !matches!(
+        object.get("variables"),
+        None | Some(Value::Null | Value::Object(_))
+    ) {
+        return Err("variables must be an object".into());
+    }
+    if !matches!(
+        object.get("operationName"),
+        None | Some(Value::Null | Value::String(_))
+    ) {
+        return Err("operationName must be a string".into());
+    }
+    serde_json::from_value(Value::Object(object)).map_err(|_| "the request is malformed".into())
+}
+
+/// The type of the operation the request would run, when the document parses (the parsed
+/// document stays with the request, so it is parsed once).
+fn operation_type(request: &mut async_graphql::Request) -> Option<OperationType> {
+    let name = request.operation_name.clone();
+    let document = request.parsed_query().ok()?;
+    let operation = match &name {
+        Some(name) => {
+            document
+                .operations
+                .iter()
+                .find(|(n, _)| n.is_some_and(|n| n.as_str() == name))?
+                .1
+        }
+        None => document.operations.iter().next()?.1,
+    };
+    Some(operation.node.ty)
+}
+
+async fn execute(
+    app: &AppState,
+    headers: &HeaderMap,
+    media: Media,
+    request: async_graphql::Request,
+    over_get: bool,
+) -> Response {
+    let (status, body) = run(app, headers, request, over_get).await;
+    let mut response = respond(media, status, &body);
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    }
+    response
+}
+
+/// Runs one request; the status and the body.
+async fn run(
+    app: &AppState,
+    headers: &HeaderMap,
+    mut request: async_graphql::Request,
+    over_get: bool,
+) -> (StatusCode, Value) {
+    let refused = |status: StatusCode, code: &str, message: &str| {
+        (
+            status,
+            json!({ "errors": [{ "message": message, "extensions": { "code": code } }] }),
+        )
+    };
+    // Only a document that mentions `mutation` can hold one: most requests skip the parse.
+    let mutation = request.query.contains("mutation")
+        && operation_type(&mut request) == Some(OperationType::Mutation);
+    if over_get && mutation {
+        return refused(
+            StatusCode::METHOD_NOT_ALLOWED,
+            BAD_REQUEST,
+            "mutations are sent with POST",
+        );
+    }
+    let session = app.session(headers).await;
+    if mutation
+        && let Session::Popug(popug) = &session
+        && !app.rate_limiter().allow(&popug.id.0)
+    {
+        return refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            RATE_LIMITED,
+            "too many mutations: slow down and try again in a moment",
+        );
+    }
+    let loaders = Loaders::new(app.services());
+    let request = request.data(session).data(loaders);
+    let executed = tokio::time::timeout(app.request_timeout(), app.schema().execute(request)).await;
+    let Ok(response) = executed else {
+        tracing::warn!(timeout = ?app.request_timeout(), "request timed out");
+        return refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            TIMEOUT,
+            "the request took too long and was stopped",
+        );
+    };
+    let codes: Vec<String> = response
+        .errors
+        .iter()
+        .filter_map(|e| e.extensions.as_ref()?.get("code").map(|c| c.to_string()))
+        .map(|c| c.trim_matches('"').to_owned())
+        .collect();
+    let has = |code: &str| codes.iter().any(|c| c == code);
+    let status = if has(shape::PARSE_FAILED) || has(shape::VALIDATION_FAILED) {
+        StatusCode::BAD_REQUEST
+    } else if response.data == async_graphql::Value::Null && has(SERVICE_UNAVAILABLE) {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (
+        status,
+        serde_json::to_value(&response).unwrap_or_else(|_| json!({})),
+    )
+}
+
+/// Mutations a popug may send per second, refilled continuously, with as many in a burst.
+pub struct RateLimiter {
+    per_second: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+/// Buckets kept before full ones are forgotten.
+const MAX_BUCKETS: usize = 10_000;
+
+impl RateLimiter {
+    /// `per_second` of zero lets everything through.
+    pub fn new(per_second: u32) -> Self {
+        Self {
+            per_second: f64::from(per_second),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn allow(&self, popug: &str) -> bool {
+        if self.per_second <= 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if buckets.len() > MAX_BUCKETS {
+            let per_second = self.per_second;
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * per_second < per_second
+            });
+        }
+        let (tokens, at) = buckets
+            .entry(popug.to_owned())
+            .or_insert((self.per_second, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second)
+            .min(self.per_second);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// How long one request may run.
+pub fn timeout(secs: u64) -> Duration {
+    Duration::from_secs(secs.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_str(value).expect("a header"),
+        );
+        headers
+    }
+
+    #[test]
+    fn negotiation_follows_the_specification() {
+        // "If the client does not supply an Accept header, the server SHOULD treat the request
+        // as if it had Accept: application/json."
+        assert_eq!(negotiate(&HeaderMap::new()), Some(Media::Json));
+        assert_eq!(
+            negotiate(&accept("application/graphql-response+json")),
+            Some(Media::GraphqlResponse)
+        );
+        assert_eq!(negotiate(&accept("application/json")), Some(Media::Json));
+        assert_eq!(negotiate(&accept("*/*")), Some(Media::GraphqlResponse));
+        assert_eq!(
+            negotiate(&accept(
+                "application/graphql-response+json;q=0, application/json"
+            )),
+            Some(Media::Json)
+        );
+        assert_eq!(negotiate(&accept("text/html")), None);
+    }
+
+    #[test]
+    fn a_bucket_allows_its_rate_and_refills() {
+        let limiter = RateLimiter::new(3);
+        assert!((0..3).all(|_| limiter.allow("bob")));
+        assert!(!limiter.allow("bob"));
+        assert!(limiter.allow("eve"));
+        assert!(RateLimiter::new(0).allow("anyone"));
+    }
+}
