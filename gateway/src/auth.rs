@@ -118,14 +118,20 @@ fn validation(algorithm: Algorithm, config: &Config) -> Validation {
     let mut validation = Validation::new(algorithm);
     validation.leeway = LEEWAY_SECONDS;
     validation.validate_nbf = true;
-    validation.set_required_spec_claims(&["exp", "sub"]);
+    // A configured issuer or audience must be present, not merely right when present.
+    let mut required = vec!["exp", "sub"];
     if let Some(issuer) = &config.jwt_issuer {
         validation.set_issuer(&[issuer]);
+        required.push("iss");
     }
     match &config.jwt_audience {
-        Some(audience) => validation.set_audience(&[audience]),
+        Some(audience) => {
+            validation.set_audience(&[audience]);
+            required.push("aud");
+        }
         None => validation.validate_aud = false,
     }
+    validation.set_required_spec_claims(&required);
     validation
 }
 

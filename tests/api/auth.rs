@@ -70,3 +70,106 @@ async fn bad_tokens_are_unauthenticated(app: TestApp) {
         json!({ "id": sub, "name": "bob", "role": "WORKER" })
     );
 }
+
+/// A gateway that verifies RS256 tokens of a known issuer and audience; the keys are test
+/// fixtures, generated for this suite only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rs256_tokens_are_checked_thoroughly() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/api/fixtures");
+    let public_pem = std::fs::read(fixtures.join("test-rsa-public.pem")).expect("public key");
+    let private = EncodingKey::from_rsa_pem(
+        &std::fs::read(fixtures.join("test-rsa-private.pem")).expect("private key"),
+    )
+    .expect("an RSA key");
+    let database = crate::helpers::TestDatabase::sqlite().await;
+    let app = TestApp::start_with(database, |config| {
+        config.jwt_secret = None;
+        config.jwt_public_key = Some(fixtures.join("test-rsa-public.pem"));
+        config.jwt_issuer = Some("https://auth.uberpopug.test".into());
+        config.jwt_audience = Some("ates".into());
+    })
+    .await;
+    let now = Utc::now().timestamp();
+    let claims = json!({
+        "sub": uuid::Uuid::new_v4().to_string(), "name": "rita", "role": "worker",
+        "iss": "https://auth.uberpopug.test", "aud": "ates", "iat": now, "exp": now + 600,
+    });
+    let rs256 = |claims: &serde_json::Value, header: Header| {
+        jsonwebtoken::encode(&header, claims, &private).expect("sign")
+    };
+    let with = |key: &str, value: serde_json::Value| {
+        let mut changed = claims.clone();
+        changed[key] = value;
+        changed
+    };
+    let plain = Header::new(Algorithm::RS256);
+    let mut with_kid = plain.clone();
+    with_kid.kid = Some("some-other-key".into());
+    let mut with_jku = plain.clone();
+    with_jku.jku = Some("http://127.0.0.1:9/keys.json".into());
+    let mut with_x5u = plain.clone();
+    with_x5u.x5u = Some("http://127.0.0.1:9/cert.pem".into());
+
+    // A header that names a key elsewhere changes nothing: the configured key verifies it,
+    // and nothing is fetched (the URLs point at a closed port).
+    for header in [with_kid, with_jku, with_x5u] {
+        let body = app
+            .gql(Some(&rs256(&claims, header)), "{ me { name } }", json!({}))
+            .await;
+        assert_eq!(body["data"]["me"]["name"], "rita", "{body}");
+    }
+
+    let cases = [
+        // The classic confusion: HS256 with the public key as the secret.
+        (
+            "HS256 keyed with the public key",
+            token_with(&claims, &public_pem),
+        ),
+        (
+            "wrong issuer",
+            rs256(&with("iss", json!("https://evil.test")), plain.clone()),
+        ),
+        (
+            "wrong audience",
+            rs256(&with("aud", json!("someone-else")), plain.clone()),
+        ),
+        ("no issuer", {
+            let mut c = claims.clone();
+            c.as_object_mut().expect("object").remove("iss");
+            rs256(&c, plain.clone())
+        }),
+        ("no audience", {
+            let mut c = claims.clone();
+            c.as_object_mut().expect("object").remove("aud");
+            rs256(&c, plain.clone())
+        }),
+        (
+            "expired beyond the leeway",
+            rs256(&with("exp", json!(now - 31)), plain.clone()),
+        ),
+        (
+            "not valid yet",
+            rs256(&with("nbf", json!(now + 120)), plain.clone()),
+        ),
+        (
+            "exp as text",
+            rs256(&with("exp", json!((now + 600).to_string())), plain.clone()),
+        ),
+        ("signed by another secret", token(&claims)),
+    ];
+    for (case, bad) in cases {
+        let body = app.gql(Some(&bad), "{ me { id } }", json!({})).await;
+        let error = &body["errors"][0];
+        assert_eq!(
+            error["extensions"]["code"], "UNAUTHENTICATED",
+            "{case}: {body}"
+        );
+        // The same generic message whatever was wrong.
+        assert_eq!(
+            error["message"], "authentication required: send a valid bearer token",
+            "{case}"
+        );
+    }
+}
