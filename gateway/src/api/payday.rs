@@ -47,13 +47,13 @@ impl DayCloseObject {
 }
 
 /// What `closeDay` did.
-pub struct CloseDayPayload {
+pub struct DayCloseResult {
     day: Option<DayClose>,
     closed_now: Vec<DayClose>,
 }
 
 #[Object]
-impl CloseDayPayload {
+impl DayCloseResult {
     /// The requested day's close; null when nothing ever happened up to that day.
     async fn day(&self) -> Option<DayCloseObject> {
         self.day.clone().map(DayCloseObject)
@@ -229,10 +229,10 @@ impl MailObject {
 }
 
 /// One business day in numbers.
-pub struct DailySummary(DayFigures);
+pub struct DaySummary(DayFigures);
 
 #[Object]
-impl DailySummary {
+impl DaySummary {
     async fn day(&self) -> Date {
         Date(self.0.day)
     }
@@ -453,11 +453,11 @@ impl PaydayQuery {
         ctx: &Context<'_>,
         from: Date,
         to: Date,
-    ) -> ApiResult<Vec<DailySummary>> {
+    ) -> ApiResult<Vec<DaySummary>> {
         ctx.actor_in(&BOOKKEEPERS, "read the daily figures")?;
         check_range(from.0, to.0)?;
         let figures = ctx.figures().days(from.0, to.0).await?;
-        Ok(figures.into_iter().map(DailySummary).collect())
+        Ok(figures.into_iter().map(DaySummary).collect())
     }
 
     /// Analytics, for admins.
@@ -544,19 +544,26 @@ pub struct PaydayMutation;
 
 #[Object]
 impl PaydayMutation {
-    /// Make Payment for a day that has ended, and for any earlier day left open, oldest first:
-    /// every positive balance at the day's end is paid out once. Closing a closed day changes
-    /// nothing. Admin and accountant.
-    async fn close_day(&self, ctx: &Context<'_>, day: Date) -> ApiResult<CloseDayPayload> {
+    /// Make Payment for a day that has ended (yesterday when omitted), and for any earlier day
+    /// left open, oldest first: every positive balance at the day's end is paid out once.
+    /// Closing a closed day changes nothing. Admin and accountant.
+    async fn close_day(&self, ctx: &Context<'_>, day: Option<Date>) -> ApiResult<DayCloseResult> {
         ctx.actor_in(&BOOKKEEPERS, "close a day")?;
         let payday = ctx.payday();
-        let closed_now = payday.close_through(day.0).await?;
+        let day = match day {
+            Some(day) => day.0,
+            None => payday
+                .today()
+                .pred_opt()
+                .ok_or_else(|| ApiError::BadUserInput("there is no day before today".into()))?,
+        };
+        let closed_now = payday.close_through(day).await?;
         if !closed_now.is_empty() {
             ctx.services().delivery.wake();
             ctx.services().committed().await;
         }
-        let record = payday.day_close(day.0).await?;
-        Ok(CloseDayPayload {
+        let record = payday.day_close(day).await?;
+        Ok(DayCloseResult {
             day: record,
             closed_now,
         })

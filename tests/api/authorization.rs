@@ -1,0 +1,150 @@
+//! The authorization matrix, generated from the schema: every root query and mutation field,
+//! called by an anonymous client and by each role, against the rules of DESIGN.md. A field
+//! missing from the table fails the test, so a new field is decided on, not left open.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+use crate::on_both_backends;
+
+on_both_backends!(every_root_field_allows_exactly_the_roles_it_should);
+
+const ROLES: [&str; 5] = ["anonymous", "worker", "manager", "accountant", "admin"];
+const EVERY_POPUG: &[&str] = &["worker", "manager", "accountant", "admin"];
+
+/// Who may call each root field (DESIGN.md, "Visibility" and "The GraphQL surface"). A popug
+/// asking about itself is always allowed; these calls use no popug ids, so what is checked is
+/// the role's own right to the field.
+fn allowed(field: &str) -> &'static [&'static str] {
+    match field {
+        "me" | "task" | "tasks" | "myTasks" | "account" | "auditLog" | "payouts" => EVERY_POPUG,
+        "popugs" => &["manager", "accountant", "admin"],
+        "dailySummaries" => &["accountant", "admin"],
+        "analytics" | "mailbox" | "retryPayout" => &["admin"],
+        "createTask" | "completeTask" => EVERY_POPUG,
+        "shuffleTasks" => &["manager", "admin"],
+        "closeDay" => &["accountant", "admin"],
+        other => panic!("{other} is not in the authorization matrix: decide who may call it"),
+    }
+}
+
+/// Literal arguments for the required parameters of a field.
+fn arguments(field: &str, required: &[(String, String)]) -> String {
+    let literal = |name: &str, ty: &str| -> String {
+        match (field, name, ty) {
+            ("createTask", "input", _) => "{ title: \"matrix\" }".into(),
+            (_, _, "ID" | "String") => "\"matrix-id\"".into(),
+            (_, _, "Date") => "\"2026-03-01\"".into(),
+            (_, _, "Int") => "1".into(),
+            (_, _, "Boolean") => "true".into(),
+            _ => panic!("{field}({name}: {ty}!) needs a literal in the matrix test"),
+        }
+    };
+    if required.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = required
+        .iter()
+        .map(|(name, ty)| format!("{name}: {}", literal(name, ty)))
+        .collect();
+    format!("({})", list.join(", "))
+}
+
+const FIELDS: &str = "fields { name args { name type { kind name ofType { kind name } } } \
+                      type { kind name ofType { kind name ofType { kind name ofType { kind name } } } } }";
+
+/// The named type under any NON_NULL and LIST wrappers, and its kind.
+fn named(ty: &Value) -> (String, String) {
+    let mut ty = ty;
+    while ty["name"].is_null() {
+        ty = &ty["ofType"];
+    }
+    (
+        ty["kind"].as_str().unwrap_or_default().to_owned(),
+        ty["name"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+async fn every_root_field_allows_exactly_the_roles_it_should(app: TestApp) {
+    let mut users = BTreeMap::new();
+    for role in EVERY_POPUG {
+        users.insert(*role, app.user(role, &format!("matrix-{role}")).await);
+    }
+    let schema = app
+        .ok(
+            &users["admin"],
+            &format!("{{ __schema {{ queryType {{ {FIELDS} }} mutationType {{ {FIELDS} }} }} }}"),
+            json!({}),
+        )
+        .await;
+    let mut unexpected = Vec::new();
+    let mut checked = BTreeSet::new();
+    for (operation, root) in [("query", "queryType"), ("mutation", "mutationType")] {
+        let fields = schema["__schema"][root]["fields"]
+            .as_array()
+            .expect("root fields");
+        for field in fields {
+            let name = field["name"].as_str().expect("a name");
+            let required: Vec<(String, String)> = field["args"]
+                .as_array()
+                .expect("args")
+                .iter()
+                .filter(|arg| arg["type"]["kind"] == "NON_NULL")
+                .map(|arg| {
+                    (
+                        arg["name"].as_str().unwrap_or_default().to_owned(),
+                        named(&arg["type"]).1,
+                    )
+                })
+                .collect();
+            let (kind, _) = named(&field["type"]);
+            let selection = if kind == "OBJECT" || kind == "INTERFACE" {
+                " { __typename }"
+            } else {
+                ""
+            };
+            let document = format!(
+                "{operation} {{ {name}{}{selection} }}",
+                arguments(name, &required)
+            );
+            let may = allowed(name);
+            for role in ROLES {
+                let token = users.get(role).map(|u| u.token.as_str());
+                let body = app.gql(token, &document, json!({})).await;
+                let codes: Vec<&str> = body["errors"]
+                    .as_array()
+                    .map(|errors| {
+                        errors
+                            .iter()
+                            .filter_map(|e| e["extensions"]["code"].as_str())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let denied = codes
+                    .iter()
+                    .any(|c| *c == "UNAUTHENTICATED" || *c == "FORBIDDEN");
+                let expected_allowed = may.contains(&role);
+                if denied == expected_allowed {
+                    unexpected.push(format!(
+                        "{role} {} {name}: {body}",
+                        if denied { "was refused" } else { "was allowed" }
+                    ));
+                }
+                if role == "anonymous" {
+                    assert!(
+                        codes.contains(&"UNAUTHENTICATED"),
+                        "anonymous {name} must be UNAUTHENTICATED: {body}"
+                    );
+                }
+            }
+            checked.insert(name.to_owned());
+        }
+    }
+    assert!(unexpected.is_empty(), "{unexpected:#?}");
+    // The matrix saw every field the contract names.
+    for field in ["me", "createTask", "shuffleTasks", "closeDay", "analytics"] {
+        assert!(checked.contains(field), "{field} was not checked");
+    }
+}
