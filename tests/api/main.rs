@@ -14,6 +14,7 @@ mod authorization;
 mod cli;
 mod concurrency;
 mod crash;
+mod fuzz;
 mod limits;
 mod payday;
 mod popugs;
