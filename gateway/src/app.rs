@@ -38,6 +38,7 @@ pub struct AppState {
     auth: Arc<Authenticator>,
     db: Db,
     max_body_bytes: usize,
+    max_query_bytes: usize,
     allow_batch: bool,
     request_timeout: Duration,
     rate_limiter: Arc<RateLimiter>,
@@ -103,6 +104,7 @@ impl App {
                         depth: config.max_query_depth,
                         complexity: config.max_query_complexity,
                         shape: ShapeLimits {
+                            query_bytes: config.max_query_bytes,
                             aliases: config.max_aliases,
                             root_fields: config.max_root_fields,
                             fields: config.max_fields,
@@ -114,6 +116,7 @@ impl App {
                 auth: Arc::new(auth),
                 db,
                 max_body_bytes: config.max_body_bytes,
+                max_query_bytes: config.max_query_bytes,
                 allow_batch: config.allow_batch,
                 request_timeout: http::timeout(config.request_timeout_secs),
                 rate_limiter: Arc::new(RateLimiter::new(config.mutations_per_second)),
@@ -242,6 +245,10 @@ impl AppState {
 
     pub(crate) fn max_body_bytes(&self) -> usize {
         self.max_body_bytes
+    }
+
+    pub(crate) fn max_query_bytes(&self) -> usize {
+        self.max_query_bytes
     }
 
     pub(crate) fn allow_batch(&self) -> bool {

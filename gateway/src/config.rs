@@ -80,6 +80,10 @@ pub struct Config {
     #[arg(long, env = "ATES_INTROSPECTION", action = clap::ArgAction::Set)]
     pub introspection: Option<bool>,
 
+    /// Longest query text accepted, in bytes (variables are not counted).
+    #[arg(long, env = "ATES_MAX_QUERY_BYTES", default_value_t = 16 * 1024)]
+    pub max_query_bytes: usize,
+
     /// Aliases a query may use (fragments expanded).
     #[arg(long, env = "ATES_MAX_ALIASES", default_value_t = 30)]
     pub max_aliases: u64,
@@ -223,6 +227,7 @@ impl Config {
             ),
             ("env", format!("{:?}", self.env).to_lowercase()),
             ("introspection", self.introspection_enabled().to_string()),
+            ("max_query_bytes", self.max_query_bytes.to_string()),
             ("max_aliases", self.max_aliases.to_string()),
             ("max_root_fields", self.max_root_fields.to_string()),
             ("max_fields", self.max_fields.to_string()),

@@ -303,7 +303,8 @@ async fn run(
         )
     };
     // Only a document that mentions `mutation` can hold one: most requests skip the parse.
-    let mutation = request.query.contains("mutation")
+    let mutation = request.query.len() <= app.max_query_bytes()
+        && request.query.contains("mutation")
         && operation_type(&mut request) == Some(OperationType::Mutation);
     if over_get && mutation {
         return refused(

@@ -316,6 +316,22 @@ async fn shape_limits_hold_both_ways(app: TestApp) {
         eprintln!("{refused}: refused in {took:?}");
     }
 
+    // A long query text is refused before it is parsed; the same value as a variable is fine.
+    let long = format!("{{ task(id: \"{}\") {{ id }} }}", "x".repeat(16 * 1024));
+    let (status, body, took) = timed(&app, &bob.token, &long).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(code(&body), "GRAPHQL_VALIDATION_FAILED");
+    eprintln!("a 16 KiB query: refused in {took:?}");
+    let (status, _, body) = post_raw(
+        &app,
+        Some(&bob.token),
+        &[("content-type", "application/json")],
+        &json!({ "query": "query($id: ID!) { task(id: $id) { id } }", "variables": { "id": "x".repeat(16 * 1024) } }).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["data"]["task"].is_null(), "{body}");
+
     // Fragments that spread the next one twice, thirty deep: 2^30 fields from under 2 KB.
     let mut doubling = String::from("{ ...F0 }\n");
     for i in 0..30 {

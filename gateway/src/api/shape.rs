@@ -31,6 +31,9 @@ const MAX_NESTING: usize = 128;
 /// Bounds on a query's shape.
 #[derive(Debug, Clone, Copy)]
 pub struct ShapeLimits {
+    /// Length of the query text: parsing costs time in proportion, so a long document is
+    /// refused before it is parsed. Large values belong in variables.
+    pub query_bytes: usize,
     /// Aliased fields, counted after fragments are expanded.
     pub aliases: u64,
     /// Fields at the root of an operation.
@@ -61,6 +64,18 @@ impl Extension for ShapeCheck {
         mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
+        if request.query.len() > self.0.query_bytes {
+            return Err(coded(
+                ServerError::new(
+                    format!(
+                        "a query is at most {} bytes long; send large values as variables",
+                        self.0.query_bytes
+                    ),
+                    None,
+                ),
+                VALIDATION_FAILED,
+            ));
+        }
         let name = request.operation_name.clone();
         let document = request
             .parsed_query()
