@@ -58,7 +58,7 @@ fn worst() -> Vec<(&'static str, String)> {
         ));
     }
     doubling.push_str("fragment F30 on Query { __typename }\n");
-    let of_types = (0..14).fold(String::from("name"), |inner, _| {
+    let of_types = (0..11).fold(String::from("name"), |inner, _| {
         format!("ofType {{ {inner} }}")
     });
     let page = "auditLog(first: 100) { edges { node { task { id title description assignFee reward \

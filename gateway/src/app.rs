@@ -227,6 +227,10 @@ impl AppState {
         let session = match self.services.popugs.sync(&claims.popug()).await {
             Ok(popug) => Session::Popug(popug),
             Err(TaskError::Deactivated) => Session::Deactivated,
+            Err(TaskError::Storage(sqlx::Error::PoolTimedOut)) => {
+                tracing::warn!("no database connection came free for the popug replica");
+                Session::Busy
+            }
             Err(error) => {
                 tracing::error!(%error, source = ?std::error::Error::source(&error), "popug replica unavailable");
                 Session::Unavailable

@@ -313,7 +313,19 @@ async fn run(
             "mutations are sent with POST",
         );
     }
-    let session = app.session(headers).await;
+    // The time limit covers everything from here: reading the popug replica included.
+    let deadline = tokio::time::Instant::now() + app.request_timeout();
+    let timed_out = || {
+        tracing::warn!(timeout = ?app.request_timeout(), "request timed out");
+        refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            TIMEOUT,
+            "the request took too long and was stopped",
+        )
+    };
+    let Ok(session) = tokio::time::timeout_at(deadline, app.session(headers)).await else {
+        return timed_out();
+    };
     if mutation
         && let Session::Popug(popug) = &session
         && !app.rate_limiter().allow(&popug.id.0)
@@ -326,14 +338,9 @@ async fn run(
     }
     let loaders = Loaders::new(app.services());
     let request = request.data(session).data(loaders);
-    let executed = tokio::time::timeout(app.request_timeout(), app.schema().execute(request)).await;
-    let Ok(response) = executed else {
-        tracing::warn!(timeout = ?app.request_timeout(), "request timed out");
-        return refused(
-            StatusCode::SERVICE_UNAVAILABLE,
-            TIMEOUT,
-            "the request took too long and was stopped",
-        );
+    let Ok(response) = tokio::time::timeout_at(deadline, app.schema().execute(request)).await
+    else {
+        return timed_out();
     };
     let codes: Vec<String> = response
         .errors

@@ -1,13 +1,16 @@
-//! The authorization matrix, generated from the schema: every root query and mutation field,
-//! called by an anonymous client and by each role, against the rules of DESIGN.md. A field
+//! The authorization matrix, generated from the schema: every root query, mutation and
+//! subscription field, called by an anonymous client and by each role, against the rules of
+//! DESIGN.md. A field
 //! missing from the table fails the test, so a new field is decided on, not left open.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
 use crate::on_both_backends;
+use crate::ws::Said;
 
 on_both_backends!(every_root_field_allows_exactly_the_roles_it_should);
 
@@ -142,9 +145,72 @@ async fn every_root_field_allows_exactly_the_roles_it_should(app: TestApp) {
             checked.insert(name.to_owned());
         }
     }
+
+    // Subscriptions, over WebSocket, each naming another popug (the admin): a popug hears
+    // only of its own tasks unless it is an admin or a manager.
+    let subscriptions = app
+        .ok(
+            &users["admin"],
+            "{ __schema { subscriptionType { fields { name } } } }",
+            json!({}),
+        )
+        .await;
+    let other = users["admin"].id.clone();
+    for field in subscriptions["__schema"]["subscriptionType"]["fields"]
+        .as_array()
+        .expect("subscription fields")
+    {
+        let name = field["name"].as_str().expect("a name");
+        let may: &[&str] = match name {
+            "taskAssigned" | "taskCompleted" => &["manager", "admin"],
+            other => panic!("{other} is not in the authorization matrix: decide who may call it"),
+        };
+        for role in ROLES {
+            let mut ws = app.ws("graphql-transport-ws").await;
+            let denied = match users.get(role) {
+                None => {
+                    ws.send(json!({ "type": "connection_init" })).await;
+                    ws.close_code(Duration::from_secs(5)).await == Some(4403)
+                }
+                Some(user) => {
+                    ws.init(&user.token).await;
+                    ws.subscribe(
+                        "1",
+                        &format!(
+                            "subscription($who: ID) {{ {name}(assigneeId: $who) {{ __typename }} }}"
+                        ),
+                        json!({ "who": other }),
+                    )
+                    .await;
+                    match ws.said(Duration::from_millis(500)).await {
+                        Said::Message(message) => {
+                            message["payload"]["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+                        }
+                        Said::Silent => false,
+                        Said::Closed(code) => panic!("{role} {name}: closed with {code:?}"),
+                    }
+                }
+            };
+            if denied == may.contains(&role) {
+                unexpected.push(format!(
+                    "{role} {} subscription {name}",
+                    if denied { "was refused" } else { "was allowed" }
+                ));
+            }
+        }
+        checked.insert(name.to_owned());
+    }
+
     assert!(unexpected.is_empty(), "{unexpected:#?}");
     // The matrix saw every field the contract names.
-    for field in ["me", "createTask", "shuffleTasks", "closeDay", "analytics"] {
+    for field in [
+        "me",
+        "createTask",
+        "shuffleTasks",
+        "closeDay",
+        "analytics",
+        "taskAssigned",
+    ] {
         assert!(checked.contains(field), "{field} was not checked");
     }
 }

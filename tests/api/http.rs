@@ -454,30 +454,21 @@ async fn exhausted_pool_answers_503_quickly(database: TestDatabase) {
         config.db_acquire_timeout_ms = 300;
     })
     .await;
-    let mut lock = app.db.pool().acquire().await.expect("a connection");
-    let take = match app.db.backend() {
-        ates_db::Backend::Sqlite => "BEGIN EXCLUSIVE",
-        ates_db::Backend::Postgres => "BEGIN; LOCK TABLE popugs IN ACCESS EXCLUSIVE MODE",
-    };
-    sqlx::raw_sql(sqlx::AssertSqlSafe(take))
-        .execute(&mut *lock)
-        .await
-        .expect("lock");
-    let now = chrono::Utc::now().timestamp();
-    let requests: Vec<_> = (0..4)
-        .map(|i| {
-            // A popug seen for the first time is written to the replica: it waits for the lock.
-            let token = crate::helpers::token(&json!({
-                "sub": uuid::Uuid::new_v4().to_string(), "name": format!("p{i}"), "role": "worker",
-                "iat": now, "exp": now + 600,
-            }));
+    let mut popugs = Vec::new();
+    for i in 0..4 {
+        popugs.push(app.user("worker", &format!("p{i}")).await);
+    }
+    let mut lock = hold_popugs(&app).await;
+    let requests: Vec<_> = popugs
+        .into_iter()
+        .map(|popug| {
             let url = app.url("/graphql");
             tokio::spawn(async move {
                 let started = Instant::now();
                 let response = reqwest::Client::new()
                     .post(url)
-                    .bearer_auth(token)
-                    .json(&json!({ "query": "{ me { id } }" }))
+                    .bearer_auth(popug.token)
+                    .json(&json!({ "query": STUCK }))
                     .send()
                     .await
                     .expect("answers");
@@ -500,9 +491,64 @@ async fn exhausted_pool_answers_503_quickly(database: TestDatabase) {
             assert!(took < Duration::from_secs(2), "refused only after {took:?}");
             unavailable += 1;
         } else {
+            // It waited for the lock, then ran: there is no such task.
             assert_eq!(status, StatusCode::OK, "{body}");
-            assert!(body["data"]["me"]["id"].is_string(), "{body}");
+            assert_eq!(code(&body), "NOT_FOUND", "{body}");
         }
     }
     assert!(unavailable >= 1, "no request found the pool exhausted");
+}
+
+/// A request that waits while [`hold_popugs`] holds: on PostgreSQL reading the replica waits
+/// for the table lock, on SQLite the write transaction waits for the database lock.
+const STUCK: &str = "mutation { completeTask(id: \"no-such-task\") { id } }";
+
+/// A connection of the test's own that keeps the popug replica locked until it rolls back.
+async fn hold_popugs(app: &TestApp) -> sqlx::pool::PoolConnection<sqlx::Any> {
+    let mut lock = app.db.pool().acquire().await.expect("a connection");
+    let take = match app.db.backend() {
+        ates_db::Backend::Sqlite => "BEGIN EXCLUSIVE",
+        ates_db::Backend::Postgres => "BEGIN; LOCK TABLE popugs IN ACCESS EXCLUSIVE MODE",
+    };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(take))
+        .execute(&mut *lock)
+        .await
+        .expect("lock");
+    lock
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_request_over_its_time_gets_503() {
+    a_request_over_its_time_gets_503(TestDatabase::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_request_over_its_time_gets_503() {
+    if let Some(database) = TestDatabase::postgres().await {
+        a_request_over_its_time_gets_503(database).await;
+    }
+}
+
+/// A request stuck behind a lock is stopped at its time limit with 503 `TIMEOUT`.
+async fn a_request_over_its_time_gets_503(database: TestDatabase) {
+    let app = TestApp::start_with(database, |config| config.request_timeout_secs = 1).await;
+    let slow = app.user("worker", "slow").await;
+    let mut lock = hold_popugs(&app).await;
+    let started = Instant::now();
+    let response = reqwest::Client::new()
+        .post(app.url("/graphql"))
+        .bearer_auth(&slow.token)
+        .json(&json!({ "query": STUCK }))
+        .send()
+        .await
+        .expect("answers");
+    let took = started.elapsed();
+    let (status, _, body) = read(response).await;
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut *lock)
+        .await
+        .expect("unlock");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(code(&body), "TIMEOUT");
+    assert!(took < Duration::from_secs(5), "stopped only after {took:?}");
 }

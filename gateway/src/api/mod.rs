@@ -110,6 +110,8 @@ pub enum Session {
     Deactivated,
     /// The replica could not be read or written; logged where it happened.
     Unavailable,
+    /// No database connection came free in time to read the replica.
+    Busy,
     Popug(Popug),
 }
 
@@ -180,7 +182,8 @@ impl ContextExt for Context<'_> {
             Some(Session::Deactivated) => {
                 Err(ApiError::forbidden("this popug has been deactivated"))
             }
-            Some(Session::Unavailable) => Err(ApiError::Unavailable),
+            Some(Session::Unavailable) => Err(ApiError::internal("popug replica unavailable")),
+            Some(Session::Busy) => Err(ApiError::Unavailable),
             _ => Err(ApiError::Unauthenticated),
         }
     }
