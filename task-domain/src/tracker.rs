@@ -100,24 +100,36 @@ impl Tracker {
             "UPDATE tasks SET status = 'DONE', completed_at = $1 \
              WHERE id = $2 AND status = 'OPEN' AND assignee_id = $3 RETURNING {COLUMNS}"
         );
-        let done: Option<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(to_micros(now))
-            .bind(id.0.clone())
-            .bind(actor.id.0.clone())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(task) = done.map(Task::from) else {
-            let task = find(&mut tx, id).await?;
-            return Err(match task {
-                None => TaskError::NotFound(id.0.clone()),
+        let mut retried = 0;
+        let task = loop {
+            let done: Option<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(to_micros(now))
+                .bind(id.0.clone())
+                .bind(actor.id.0.clone())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = done {
+                break Task::from(row);
+            }
+            match find(&mut tx, id).await? {
+                None => return Err(TaskError::NotFound(id.0.clone())),
                 Some(task) if task.assignee_id != actor.id => {
-                    TaskError::Forbidden("only the assignee may complete a task")
+                    return Err(TaskError::Forbidden(
+                        "only the assignee may complete a task",
+                    ));
                 }
-                Some(task) => TaskError::AlreadyInState {
-                    id: task.id.0,
-                    status: task.status,
-                },
-            });
+                // Open and the actor's after all: a shuffle took it away and gave it back
+                // between the write and this read (PostgreSQL reads each statement afresh).
+                Some(task) if task.status == TaskStatus::Open && retried < 3 => {
+                    retried += 1;
+                }
+                Some(task) => {
+                    return Err(TaskError::AlreadyInState {
+                        id: task.id.0,
+                        status: task.status,
+                    });
+                }
+            }
         };
         let completed = TaskCompleted {
             task_id: task.id.0.clone(),
