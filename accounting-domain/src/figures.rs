@@ -131,16 +131,10 @@ impl Figures {
     /// Exact while no later day is closed: every payout in the balances is of an earlier day.
     async fn negative_count_open(&self, day: NaiveDate) -> Result<i64, AccountingError> {
         let (_, end) = self.calendar().bounds(day);
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM accounts acc \
-             LEFT JOIN (SELECT popug_id, SUM(amount) AS later FROM audit_log \
-                        WHERE logged_at >= $1 AND kind <> 'PAYOUT' GROUP BY popug_id) l \
-                    ON l.popug_id = acc.popug_id \
-             WHERE acc.balance - COALESCE(l.later, 0) < 0",
-        )
-        .bind(to_micros(end))
-        .fetch_one(self.db.pool())
-        .await?)
+        Ok(sqlx::query_scalar(crate::payday::NEGATIVE_AT_END)
+            .bind(to_micros(end))
+            .fetch_one(self.db.pool())
+            .await?)
     }
 
     /// The task with the highest reward among those completed in `[from, to]`; of equals, the

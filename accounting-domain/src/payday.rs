@@ -27,6 +27,15 @@ pub const DEFAULT_BATCH: i64 = 1000;
 /// Key of the PostgreSQL advisory lock held by the replica that is closing days.
 const CLOSE_LOCK: i64 = 0x0A7E_5002;
 
+/// Popugs below zero at an instant `$1` (a day's end): each balance less the task money logged
+/// since. Exact while no day after it has been closed, as every payout in a balance is then of
+/// an earlier day.
+pub(crate) const NEGATIVE_AT_END: &str = "SELECT COUNT(*) FROM accounts acc \
+     LEFT JOIN (SELECT popug_id, SUM(amount) AS later FROM audit_log \
+                WHERE logged_at >= $1 AND kind <> 'PAYOUT' GROUP BY popug_id) l \
+            ON l.popug_id = acc.popug_id \
+     WHERE acc.balance - COALESCE(l.later, 0) < 0";
+
 /// A closed business day and what its close paid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DayClose {
@@ -440,16 +449,10 @@ impl Payday {
         end: DateTime<Utc>,
     ) -> Result<DayClose, AccountingError> {
         let mut tx = self.db.begin_write().await?;
-        let negative_count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM accounts acc \
-             LEFT JOIN (SELECT popug_id, SUM(amount) AS later FROM audit_log \
-                        WHERE logged_at >= $1 AND kind <> 'PAYOUT' GROUP BY popug_id) l \
-                    ON l.popug_id = acc.popug_id \
-             WHERE acc.balance - COALESCE(l.later, 0) < 0",
-        )
-        .bind(to_micros(end))
-        .fetch_one(&mut *tx)
-        .await?;
+        let negative_count: i64 = sqlx::query_scalar(NEGATIVE_AT_END)
+            .bind(to_micros(end))
+            .fetch_one(&mut *tx)
+            .await?;
         let (payout_count, paid_total): (i64, i64) = sqlx::query_as(
             "SELECT COUNT(*), CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM payouts WHERE day = $1",
         )
