@@ -5,6 +5,7 @@
 //! inside the transaction that makes the change, so an event exists exactly when its change
 //! was committed.
 
+pub mod auth;
 pub mod outbox;
 pub mod payout;
 pub mod task;

@@ -16,7 +16,7 @@ use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use axum::response::{Html, IntoResponse};
-use axum::routing::get;
+use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 use task_domain::{Popugs, TaskError, Tracker};
@@ -24,10 +24,12 @@ use task_domain::{Popugs, TaskError, Tracker};
 use crate::accounting::Accounting;
 use crate::api::shape::ShapeLimits;
 use crate::api::{self, AtesSchema, QueryLimits, Services, Session};
-use crate::auth::{self, Authenticator};
-use crate::config::Config;
+use crate::auth::{self, Authenticator, Jwks};
+use crate::auth_events::{self, AuthEvents, Revocations};
+use crate::config::{self, Config};
 use crate::feed::{self, Feed};
 use crate::http::{self, RateLimiter};
+use crate::nats::Broker;
 use crate::payday::{self, Delivery};
 use crate::ws;
 
@@ -42,6 +44,9 @@ pub struct AppState {
     allow_batch: bool,
     request_timeout: Duration,
     rate_limiter: Arc<RateLimiter>,
+    auth_events: AuthEvents,
+    auth_events_secret: Option<Arc<[u8]>>,
+    pub(crate) revocations: Revocations,
     pub(crate) limits: Limits,
 }
 
@@ -64,20 +69,36 @@ impl App {
     /// Connects to the database, applies its migrations and wires the domains.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let (auth, dev_secret) = authenticator(config)?;
+        if let Some(jwks) = auth.key_set() {
+            // Keys at hand for the first requests; a failure here is retried on use.
+            jwks.refresh().await;
+        }
         let calendar = calendar(config)?;
         let db = connect(config).await?;
         db.migrate().await?;
         let accounting = Accounting::spawn(Ledger::new(db.clone()));
         let feed = Feed::start(db.clone(), config.feed_capacity).await?;
+        let revocations = Revocations::new();
         if db.backend() == Backend::Postgres {
-            // Commits of other replicas wake this one's accounting and subscribers at once.
+            // Commits of other replicas wake this one's accounting and subscribers at once,
+            // and end the sessions of popugs they deactivated.
             let (accounting, feed) = (Arc::clone(&accounting), Arc::clone(&feed));
-            tokio::spawn(feed::listen_for_commits(config.database_url(), move || {
-                accounting.wake();
-                feed.wake();
-            }));
+            let revoked = revocations.clone();
+            tokio::spawn(feed::listen_for_commits(
+                config.database_url(),
+                move || {
+                    accounting.wake();
+                    feed.wake();
+                },
+                move |popug_id| revoked.revoke(popug_id),
+            ));
         }
         let popugs = Popugs::new(db.clone());
+        let auth_events = AuthEvents::new(popugs.clone(), revocations.clone());
+        if let Some(broker) = Broker::from_config(config) {
+            tracing::info!(url = %config::redact_url(&broker.url), stream = %broker.stream, "publishing events to NATS JetStream");
+            broker.start(db.clone(), auth_events.clone()).await?;
+        }
         let payday = Payday::new(db.clone(), calendar).with_batch(config.close_batch);
         let queues = Queues::new(db.clone());
         let delivery = Delivery::from_config(config, queues.clone(), popugs.clone())?.spawn();
@@ -120,6 +141,12 @@ impl App {
                 allow_batch: config.allow_batch,
                 request_timeout: http::timeout(config.request_timeout_secs),
                 rate_limiter: Arc::new(RateLimiter::new(config.mutations_per_second)),
+                auth_events,
+                auth_events_secret: config
+                    .auth_events_secret
+                    .as_deref()
+                    .map(|secret| Arc::from(secret.as_bytes())),
+                revocations,
                 limits: Limits {
                     max_ws_message: 64 * 1024,
                     ws_init_timeout: Duration::from_secs(config.ws_init_timeout_secs),
@@ -134,6 +161,7 @@ impl App {
         Router::new()
             .route("/graphql", get(graphql_get).post(graphql))
             .route("/graphql/ws", get(ws::upgrade))
+            .route("/auth/events", post(auth_events::receive))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(ready))
             .with_state(self.state.clone())
@@ -181,6 +209,17 @@ pub fn calendar(config: &Config) -> anyhow::Result<Calendar> {
 
 /// The verifier the configuration asks for, and whether it uses a development secret.
 pub fn authenticator(config: &Config) -> anyhow::Result<(Authenticator, bool)> {
+    if let Some(url) = &config.jwks_url {
+        if config.jwt_public_key.is_some() {
+            anyhow::bail!("ATES_JWKS_URL and ATES_JWT_PUBLIC_KEY are both set: set one");
+        }
+        let jwks = Jwks::new(
+            url.clone(),
+            Duration::from_millis(config.jwks_min_refresh_ms),
+            Duration::from_secs(config.jwks_max_age_secs.max(1)),
+        );
+        return Ok((Authenticator::jwks(jwks, config), false));
+    }
     if let Some(pem) = &config.jwt_public_key {
         return Ok((Authenticator::rs256(pem, config)?, false));
     }
@@ -216,7 +255,7 @@ impl AppState {
         let Some(token) = token else {
             return (Session::Anonymous, None);
         };
-        let claims = match self.auth.verify(token) {
+        let claims = match self.auth.verify(token).await {
             Ok(claims) => claims,
             Err(reason) => {
                 tracing::debug!(%reason, "token refused");
@@ -237,6 +276,18 @@ impl AppState {
             }
         };
         (session, expires)
+    }
+
+    pub(crate) fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    pub(crate) fn auth_events(&self) -> &AuthEvents {
+        &self.auth_events
+    }
+
+    pub(crate) fn auth_events_secret(&self) -> Option<&[u8]> {
+        self.auth_events_secret.as_deref()
     }
 
     pub(crate) fn services(&self) -> &Services {

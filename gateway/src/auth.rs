@@ -1,13 +1,17 @@
 //! Bearer tokens from the company's auth service.
 //!
 //! The algorithm is fixed by configuration (HS256 with a shared secret, or RS256 with the auth
-//! service's public key) and never taken from the token; `exp` and `sub` are required, `iss` and
-//! `aud` are checked when configured.
+//! service's public key or its JWKS) and never taken from the token; `exp` and `sub` are
+//! required, `iss` and `aud` are checked when configured.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use task_domain::{PopugClaims, PopugId, Role};
@@ -65,8 +69,14 @@ impl Claims {
 #[error("invalid token: {0}")]
 pub struct InvalidToken(String);
 
+/// Where verification keys come from.
+enum Keys {
+    Fixed(Arc<DecodingKey>),
+    Jwks(Jwks),
+}
+
 pub struct Authenticator {
-    decoding: DecodingKey,
+    keys: Keys,
     validation: Validation,
     /// Present with a shared secret only: what `gateway token` signs with.
     encoding: Option<EncodingKey>,
@@ -75,7 +85,7 @@ pub struct Authenticator {
 impl Authenticator {
     pub fn hs256(secret: &[u8], config: &Config) -> Self {
         Self {
-            decoding: DecodingKey::from_secret(secret),
+            keys: Keys::Fixed(Arc::new(DecodingKey::from_secret(secret))),
             validation: validation(Algorithm::HS256, config),
             encoding: Some(EncodingKey::from_secret(secret)),
         }
@@ -89,15 +99,38 @@ impl Authenticator {
             )
         })?;
         Ok(Self {
-            decoding: DecodingKey::from_rsa_pem(&pem)
-                .context("ATES_JWT_PUBLIC_KEY is not an RSA public key in PEM")?,
+            keys: Keys::Fixed(Arc::new(
+                DecodingKey::from_rsa_pem(&pem)
+                    .context("ATES_JWT_PUBLIC_KEY is not an RSA public key in PEM")?,
+            )),
             validation: validation(Algorithm::RS256, config),
             encoding: None,
         })
     }
 
-    pub fn verify(&self, token: &str) -> Result<Claims, InvalidToken> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+    /// RS256 with the keys of the auth service's JWKS, chosen by `kid`.
+    pub fn jwks(jwks: Jwks, config: &Config) -> Self {
+        Self {
+            keys: Keys::Jwks(jwks),
+            validation: validation(Algorithm::RS256, config),
+            encoding: None,
+        }
+    }
+
+    /// The JWKS, when keys come from one.
+    pub fn key_set(&self) -> Option<&Jwks> {
+        match &self.keys {
+            Keys::Jwks(jwks) => Some(jwks),
+            Keys::Fixed(_) => None,
+        }
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Claims, InvalidToken> {
+        let key = match &self.keys {
+            Keys::Fixed(key) => Arc::clone(key),
+            Keys::Jwks(jwks) => jwks.key_for(token).await?,
+        };
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation)
             .map_err(|e| InvalidToken(e.to_string()))?;
         let claims = data.claims;
         let sub_ok = !claims.sub.trim().is_empty() && claims.sub.chars().count() <= MAX_SUB_CHARS;
@@ -111,6 +144,126 @@ impl Authenticator {
     pub fn sign(&self, claims: &Claims) -> Option<anyhow::Result<String>> {
         let key = self.encoding.as_ref()?;
         Some(jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, key).map_err(Into::into))
+    }
+}
+
+/// Longest `kid` looked up; anything longer is refused without a fetch.
+const MAX_KID_CHARS: usize = 256;
+
+/// The auth service's JSON Web Key Set, cached.
+///
+/// A `kid` not in the cache triggers a fetch, but at most one per `min_refresh` whatever the
+/// number of tokens asking (a flood of made-up `kid`s costs one fetch per interval); concurrent
+/// askers wait for the fetch in flight. A set older than `max_age` is fetched again on use, and
+/// a fetched set replaces the cache whole, so a key the auth service removed stops working.
+pub struct Jwks {
+    url: String,
+    client: reqwest::Client,
+    min_refresh: Duration,
+    max_age: Duration,
+    cache: RwLock<KeyCache>,
+    /// When the last fetch started; held across a fetch so askers queue behind it.
+    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+}
+
+#[derive(Default)]
+struct KeyCache {
+    keys: HashMap<String, Arc<DecodingKey>>,
+    fetched_at: Option<Instant>,
+}
+
+impl Jwks {
+    pub fn new(url: String, min_refresh: Duration, max_age: Duration) -> Self {
+        Self {
+            url,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("a client with a timeout builds"),
+            min_refresh,
+            max_age,
+            cache: RwLock::default(),
+            last_fetch: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The cached key of `kid`, and whether the cache is older than `max_age`.
+    fn cached(&self, kid: &str) -> (Option<Arc<DecodingKey>>, bool) {
+        let cache = self.cache.read().expect("the key cache is never poisoned");
+        let stale = cache
+            .fetched_at
+            .is_none_or(|at| at.elapsed() >= self.max_age);
+        (cache.keys.get(kid).cloned(), stale)
+    }
+
+    async fn key_for(&self, token: &str) -> Result<Arc<DecodingKey>, InvalidToken> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| InvalidToken(e.to_string()))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(InvalidToken(format!("algorithm {:?}", header.alg)));
+        }
+        let kid = header
+            .kid
+            .filter(|kid| kid.chars().count() <= MAX_KID_CHARS)
+            .ok_or_else(|| InvalidToken("no usable kid".into()))?;
+        match self.cached(&kid) {
+            (Some(key), false) => return Ok(key),
+            (_, _) => self.refresh().await,
+        }
+        self.cached(&kid)
+            .0
+            .ok_or_else(|| InvalidToken(format!("kid {kid:?} is not in the JWKS")))
+    }
+
+    /// Fetches the set unless a fetch started less than `min_refresh` ago. A failed fetch
+    /// keeps the keys already held.
+    pub async fn refresh(&self) {
+        let mut last = self.last_fetch.lock().await;
+        if last.is_some_and(|at| at.elapsed() < self.min_refresh) {
+            return;
+        }
+        *last = Some(Instant::now());
+        match self.fetch().await {
+            Ok(keys) => {
+                tracing::info!(keys = keys.len(), "JWKS fetched");
+                *self.cache.write().expect("the key cache is never poisoned") = KeyCache {
+                    keys,
+                    fetched_at: Some(Instant::now()),
+                };
+            }
+            Err(error) => {
+                tracing::warn!(url = %self.url, error = %format!("{error:#}"), "JWKS fetch failed")
+            }
+        }
+    }
+
+    /// The RSA keys of the set that have a `kid`; others are skipped.
+    async fn fetch(&self) -> anyhow::Result<HashMap<String, Arc<DecodingKey>>> {
+        let set: JwkSet = self
+            .client
+            .get(&self.url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            let rsa = matches!(jwk.algorithm, AlgorithmParameters::RSA(_));
+            let alg_ok = jwk
+                .common
+                .key_algorithm
+                .is_none_or(|alg| alg == KeyAlgorithm::RS256);
+            let (Some(kid), true, true) = (&jwk.common.key_id, rsa, alg_ok) else {
+                continue;
+            };
+            match DecodingKey::from_jwk(jwk) {
+                Ok(key) => {
+                    keys.insert(kid.clone(), Arc::new(key));
+                }
+                Err(error) => tracing::warn!(%kid, %error, "JWKS key skipped"),
+            }
+        }
+        Ok(keys)
     }
 }
 

@@ -27,6 +27,51 @@ pub struct Config {
     #[arg(long, env = "ATES_JWT_PUBLIC_KEY")]
     pub jwt_public_key: Option<PathBuf>,
 
+    /// The auth service's JWKS URL: RS256 keys chosen by the token's `kid`, refreshed when an
+    /// unknown `kid` shows up (at most once per `ATES_JWKS_MIN_REFRESH_MS`) and when they are
+    /// older than `ATES_JWKS_MAX_AGE_SECS`.
+    #[arg(long, env = "ATES_JWKS_URL")]
+    pub jwks_url: Option<String>,
+
+    /// Least time between two fetches of the JWKS, in milliseconds.
+    #[arg(long, env = "ATES_JWKS_MIN_REFRESH_MS", default_value_t = 10_000)]
+    pub jwks_min_refresh_ms: u64,
+
+    /// Age in seconds after which the JWKS is fetched again (a removed key then stops working).
+    #[arg(long, env = "ATES_JWKS_MAX_AGE_SECS", default_value_t = 300)]
+    pub jwks_max_age_secs: u64,
+
+    /// Shared secret of `POST /auth/events`: the auth service signs each body with HMAC-SHA256
+    /// and sends `X-Ates-Signature: sha256=<hex>`. A token with the `service` role is accepted
+    /// too.
+    #[arg(long, env = "ATES_AUTH_EVENTS_SECRET", hide_env_values = true)]
+    pub auth_events_secret: Option<String>,
+
+    /// NATS server (`nats://host:4222`): our events are published to JetStream and the auth
+    /// service's are consumed from it. Without it the gateway works alone.
+    #[arg(long, env = "ATES_NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// JetStream stream our events are published to (created when missing).
+    #[arg(long, env = "ATES_NATS_STREAM", default_value = "ATES")]
+    pub nats_stream: String,
+
+    /// First token of our subjects: `<prefix>.<event type>.v<version>`.
+    #[arg(long, env = "ATES_NATS_SUBJECT_PREFIX", default_value = "ates")]
+    pub nats_subject_prefix: String,
+
+    /// Subject the auth service publishes Popug Data Updated on.
+    #[arg(long, env = "ATES_NATS_AUTH_SUBJECT", default_value = "auth.popug.>")]
+    pub nats_auth_subject: String,
+
+    /// Stream holding the auth subject; created when no stream captures it.
+    #[arg(long, env = "ATES_NATS_AUTH_STREAM", default_value = "AUTH_POPUGS")]
+    pub nats_auth_stream: String,
+
+    /// Durable consumer name the replicas share on the auth stream.
+    #[arg(long, env = "ATES_NATS_DURABLE", default_value = "ates-gateway")]
+    pub nats_durable: String,
+
     /// Required `iss` of tokens, when set.
     #[arg(long, env = "ATES_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
@@ -202,6 +247,29 @@ impl Config {
                     .as_ref()
                     .map_or_else(|| "<unset>".into(), |p| p.display().to_string()),
             ),
+            ("jwks_url", optional(&self.jwks_url)),
+            ("jwks_min_refresh_ms", self.jwks_min_refresh_ms.to_string()),
+            ("jwks_max_age_secs", self.jwks_max_age_secs.to_string()),
+            (
+                "auth_events_secret",
+                if self.auth_events_secret.is_some() {
+                    "<redacted>"
+                } else {
+                    "<unset: only service tokens may post auth events>"
+                }
+                .to_owned(),
+            ),
+            (
+                "nats_url",
+                self.nats_url
+                    .as_deref()
+                    .map_or_else(|| "<unset: no broker>".into(), redact_url),
+            ),
+            ("nats_stream", self.nats_stream.clone()),
+            ("nats_subject_prefix", self.nats_subject_prefix.clone()),
+            ("nats_auth_subject", self.nats_auth_subject.clone()),
+            ("nats_auth_stream", self.nats_auth_stream.clone()),
+            ("nats_durable", self.nats_durable.clone()),
             ("jwt_issuer", optional(&self.jwt_issuer)),
             ("jwt_audience", optional(&self.jwt_audience)),
             ("timezone", self.timezone.clone()),

@@ -94,17 +94,26 @@ impl Feed {
     }
 }
 
-/// Wakes the feed and the accounting consumer when another replica commits events: PostgreSQL
-/// NOTIFY on the channel the outbox writes to. Reconnects by itself; the pollers cover the gap.
-pub async fn listen_for_commits(url: String, wake: impl Fn() + Send + 'static) {
+/// Wakes the feed and the accounting consumer when another replica commits events (PostgreSQL
+/// NOTIFY on the channel the outbox writes to), and passes on the popugs whose sessions a
+/// commit revoked. Reconnects by itself; the pollers cover the gap.
+pub async fn listen_for_commits(
+    url: String,
+    wake: impl Fn() + Send + 'static,
+    revoked: impl Fn(&str) + Send + 'static,
+) {
     loop {
         match sqlx::postgres::PgListener::connect(&url).await {
             Ok(mut listener) => {
-                if let Err(error) = listener.listen(outbox::NOTIFY_CHANNEL).await {
+                let channels = [outbox::NOTIFY_CHANNEL, task_domain::REVOKED_CHANNEL];
+                if let Err(error) = listener.listen_all(channels).await {
                     tracing::warn!(%error, "LISTEN failed");
                 } else {
                     loop {
                         match listener.recv().await {
+                            Ok(note) if note.channel() == task_domain::REVOKED_CHANNEL => {
+                                revoked(note.payload())
+                            }
                             Ok(_) => wake(),
                             Err(error) => {
                                 tracing::warn!(%error, "lost the LISTEN connection");

@@ -4,9 +4,11 @@ pub mod accounting;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod auth_events;
 pub mod config;
 pub mod feed;
 pub mod http;
+pub mod nats;
 pub mod payday;
 mod ws;
 

@@ -4,7 +4,8 @@
 //! Written here rather than taken from async-graphql-axum so the socket can be held to our
 //! rules: the token in `connection_init` (or the upgrade's header) or 4403; `connection_init`
 //! within a bound or 4408; a duplicate subscription id closes with 4409; a cap on
-//! subscriptions per socket; and the socket closes (4403) when its token expires.
+//! subscriptions per socket; and the socket closes (4403) when its token expires, or when the
+//! auth service deactivates its popug or changes its role.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -123,10 +124,13 @@ async fn serve(
         .map(str::trim)
         .map(str::to_owned)
         .or(header_token);
+    // Listening before the session is read, so a revocation cannot slip in between.
+    let mut revocations = app.revocations.subscribe();
     let (session, expires) = app.authenticate(token.as_deref()).await;
-    let (Session::Popug(_), Some(expires)) = (&session, expires) else {
+    let (Session::Popug(popug), Some(expires)) = (&session, expires) else {
         return close(&mut socket, 4403, "Forbidden").await;
     };
+    let popug = popug.clone();
     if !send(&mut socket, json!({ "type": "connection_ack" })).await {
         return;
     }
@@ -212,6 +216,20 @@ async fn serve(
             () = &mut expiry => {
                 close(&mut socket, 4403, "Forbidden: the token expired").await;
                 break;
+            }
+            revoked = revocations.recv() => {
+                let ended = match revoked {
+                    Ok(id) => *id == *popug.id.0,
+                    // Too many revocations to tell whose: ask the replica.
+                    Err(_) => !matches!(
+                        app.services().popugs.get(&popug.id).await,
+                        Ok(Some(now)) if now.active && now.role == popug.role
+                    ),
+                };
+                if ended {
+                    close(&mut socket, 4403, "Forbidden: the popug was deactivated or its role changed").await;
+                    break;
+                }
             }
         }
     }

@@ -11,6 +11,6 @@ mod tracker;
 
 pub use error::TaskError;
 pub use page::{Page, PageRequest};
-pub use popug::{Actor, Popug, PopugClaims, PopugId, Popugs, Role};
+pub use popug::{Actor, EventOutcome, Popug, PopugClaims, PopugId, Popugs, REVOKED_CHANNEL, Role};
 pub use task::{NewTask, Task, TaskFilter, TaskId, TaskStatus};
 pub use tracker::{ShuffleOutcome, Tracker};

@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use ates_db::{Db, to_micros};
+use ates_db::{Backend, Db, to_micros};
+use ates_events::auth::{PopugChange, PopugDataUpdated};
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
@@ -117,6 +118,32 @@ impl From<PopugRow> for Popug {
 
 const COLUMNS: &str = "id, name, email, role, changed_at, deactivated_at";
 
+/// PostgreSQL channel told the id of a popug whose sessions must end (deactivated, or a new
+/// role), when the change commits: every replica closes that popug's WebSockets.
+pub const REVOKED_CHANNEL: &str = "ates_popug_revoked";
+
+/// What an auth event did to the replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// The replica changed. `revoked`: the popug's open sessions no longer match its standing
+    /// (it was deactivated, or its role changed) and must end.
+    Applied { revoked: bool },
+    /// The replica already held a newer state of the popug (from a later event or token).
+    Stale,
+    /// This event was handled before.
+    Duplicate,
+}
+
+impl EventOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied { .. } => "applied",
+            Self::Stale => "stale",
+            Self::Duplicate => "duplicate",
+        }
+    }
+}
+
 /// The popug replica.
 #[derive(Clone)]
 pub struct Popugs {
@@ -166,6 +193,108 @@ impl Popugs {
             return Err(TaskError::Deactivated);
         }
         Ok(popug)
+    }
+
+    /// Applies Popug Data Updated from the auth service, once per event id, in one
+    /// transaction that also records the event.
+    ///
+    /// Created and updated events overwrite the popug only when they are newer than its last
+    /// change (by event or token), so late or repeated deliveries never bring back an old state.
+    /// Deletion is final whatever its time: a deleted popug is deactivated (never removed, its
+    /// log and account stay), and nothing brings it back.
+    pub async fn apply(&self, event: &PopugDataUpdated) -> Result<EventOutcome, TaskError> {
+        let occurred = to_micros(event.occurred_at);
+        let id = PopugId(event.popug_id.clone());
+        let mut tx = self.db.begin_write().await?;
+        let seen: Option<String> =
+            sqlx::query_scalar("SELECT outcome FROM auth_events WHERE id = $1")
+                .bind(event.id.clone())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if seen.is_some() {
+            return Ok(EventOutcome::Duplicate);
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM popugs WHERE id = $1{}",
+            self.db.lock_rows()
+        );
+        let before: Option<PopugRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id.0.clone())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (changed, revoked) = match &event.change {
+            PopugChange::Upserted { name, email, role } => {
+                let role = Role::from_claim(role);
+                let changed = sqlx::query(
+                    "INSERT INTO popugs (id, name, email, role, changed_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email, \
+                     role = excluded.role, changed_at = excluded.changed_at \
+                     WHERE popugs.changed_at < excluded.changed_at AND popugs.deactivated_at IS NULL",
+                )
+                .bind(id.0.clone())
+                .bind(name.clone())
+                .bind(email.clone())
+                .bind(role.as_str())
+                .bind(occurred)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    > 0;
+                let role_changed = before
+                    .as_ref()
+                    .is_some_and(|row| Role::from_claim(&row.role) != role);
+                (changed, changed && role_changed)
+            }
+            PopugChange::Deleted => {
+                // A popug first heard of through its deletion is kept, deactivated, so that no
+                // token can create it afterwards.
+                let changed = sqlx::query(
+                    "INSERT INTO popugs (id, name, email, role, changed_at, deactivated_at) \
+                     VALUES ($1, $1, NULL, 'worker', $2, $2) \
+                     ON CONFLICT (id) DO UPDATE SET deactivated_at = excluded.deactivated_at, \
+                     changed_at = CASE WHEN popugs.changed_at > excluded.changed_at \
+                     THEN popugs.changed_at ELSE excluded.changed_at END \
+                     WHERE popugs.deactivated_at IS NULL",
+                )
+                .bind(id.0.clone())
+                .bind(occurred)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    > 0;
+                (changed, changed && before.is_some())
+            }
+        };
+        let recorded = sqlx::query(
+            "INSERT INTO auth_events (id, event_type, popug_id, occurred_at, received_at, outcome) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(event.id.clone())
+        .bind(event.event_type)
+        .bind(id.0.clone())
+        .bind(occurred)
+        .bind(to_micros(self.db.now()))
+        .bind(if changed { "APPLIED" } else { "STALE" })
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if recorded == 0 {
+            // Another replica handled the same event since the check above.
+            return Ok(EventOutcome::Duplicate);
+        }
+        if revoked && self.db.backend() == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(REVOKED_CHANNEL)
+                .bind(id.0.clone())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(if changed {
+            EventOutcome::Applied { revoked }
+        } else {
+            EventOutcome::Stale
+        })
     }
 
     async fn row(&self, id: &PopugId) -> Result<Option<PopugRow>, TaskError> {

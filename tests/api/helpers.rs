@@ -13,6 +13,9 @@ use sqlx::Row as _;
 
 pub const SECRET: &str = "test-secret-shared-with-the-auth-service";
 
+/// What the auth service signs the events it posts with.
+pub const EVENTS_SECRET: &str = "test-secret-of-auth-events";
+
 /// Generates, for each named scenario `async fn name(app: TestApp)`, one test per backend.
 #[macro_export]
 macro_rules! on_both_backends {
@@ -296,6 +299,7 @@ pub fn config(database_url: Option<String>, data_dir: PathBuf) -> Config {
     config.listen = "127.0.0.1:0".parse().expect("address");
     config.data_dir = data_dir;
     config.jwt_secret = Some(SECRET.into());
+    config.auth_events_secret = Some(EVENTS_SECRET.into());
     // Tests send bursts of mutations; the rate limit has its own test.
     config.mutations_per_second = 0;
     config
@@ -468,6 +472,7 @@ impl Gateway {
             .env("ATES_LISTEN", "127.0.0.1:0")
             .env("ATES_DATA_DIR", database.dir.path())
             .env("ATES_JWT_SECRET", SECRET)
+            .env("ATES_AUTH_EVENTS_SECRET", EVENTS_SECRET)
             .env("ATES_MUTATIONS_PER_SECOND", "0")
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())

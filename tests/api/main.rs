@@ -10,6 +10,7 @@ mod model;
 
 mod accounting;
 mod auth;
+mod auth_events;
 mod authorization;
 mod cli;
 mod concurrency;

@@ -1,0 +1,303 @@
+//! The company's message broker: NATS JetStream.
+//!
+//! Out: the relay publishes every outbox event, in `seq` order, to
+//! `<prefix>.<type>.v<version>` with the event id as `Nats-Msg-Id`, so the broker drops a
+//! repeat. An event is sent only after the one before it was acknowledged, so the stream holds
+//! them in outbox order even across a broker outage; the offset is saved after the broker's
+//! acknowledgement, so a restart re-sends at most the last batch (dropped as duplicates).
+//!
+//! In: a durable pull consumer, shared by the replicas, hands Popug Data Updated to
+//! [`AuthEvents::handle`]. A message that can never be applied is parked in `dead_letters`
+//! and terminated, so it does not block the messages behind it; a storage failure asks for
+//! redelivery.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, AckKind, consumer, stream};
+use ates_db::{Db, to_micros};
+use ates_events::outbox::{self, StoredEvent};
+use bytes::Bytes;
+use futures::StreamExt as _;
+use serde_json::json;
+
+use crate::auth_events::{AuthEvents, HandleError};
+use crate::config::Config;
+
+/// The relay's row in `consumer_offsets`.
+pub const RELAY: &str = "nats-relay";
+
+/// Outbox events read per round trip to the database.
+const BATCH: i64 = 500;
+
+/// How long the relay sleeps when the outbox has nothing new.
+const IDLE: Duration = Duration::from_millis(100);
+
+/// Longest pause between attempts while the broker or database is unreachable.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Where our events go and the auth service's come from.
+#[derive(Debug, Clone)]
+pub struct Broker {
+    pub url: String,
+    pub stream: String,
+    pub subject_prefix: String,
+    pub auth_subject: String,
+    pub auth_stream: String,
+    pub durable: String,
+}
+
+impl Broker {
+    pub fn from_config(config: &Config) -> Option<Self> {
+        Some(Self {
+            url: config.nats_url.clone()?,
+            stream: config.nats_stream.clone(),
+            subject_prefix: config.nats_subject_prefix.clone(),
+            auth_subject: config.nats_auth_subject.clone(),
+            auth_stream: config.nats_auth_stream.clone(),
+            durable: config.nats_durable.clone(),
+        })
+    }
+
+    /// The subject of an event: `<prefix>.<type>.v<version>`.
+    pub fn subject(&self, event: &StoredEvent) -> String {
+        format!(
+            "{}.{}.v{}",
+            self.subject_prefix, event.event_type, event.version
+        )
+    }
+
+    /// Connects (in the background when the broker is down: the client keeps retrying) and
+    /// starts the relay and the auth consumer.
+    pub async fn start(self, db: Db, auth_events: AuthEvents) -> anyhow::Result<()> {
+        let client = async_nats::ConnectOptions::new()
+            .name("ates-gateway")
+            .retry_on_initial_connect()
+            .connect(self.url.as_str())
+            .await
+            .with_context(|| format!("ATES_NATS_URL {:?} is not a NATS address", self.url))?;
+        let js = jetstream::new(client);
+        tokio::spawn(relay(self.clone(), js.clone(), db.clone()));
+        tokio::spawn(consume(self, js, db, auth_events));
+        Ok(())
+    }
+}
+
+/// Doubling pauses between failed attempts, reset by a success.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Self(Duration::from_millis(100))
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(MAX_BACKOFF);
+    }
+
+    fn reset(&mut self) {
+        *self = Self::new();
+    }
+}
+
+/// Publishes the outbox, forever.
+pub async fn relay(broker: Broker, js: jetstream::Context, db: Db) {
+    let mut backoff = Backoff::new();
+    let mut stream_ready = false;
+    loop {
+        if !stream_ready {
+            match ensure_stream(&js, &broker.stream, &format!("{}.>", broker.subject_prefix)).await
+            {
+                Ok(()) => stream_ready = true,
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "JetStream stream unavailable; retrying");
+                    backoff.wait().await;
+                    continue;
+                }
+            }
+        }
+        match relay_batch(&broker, &js, &db).await {
+            Ok(0) => {
+                backoff.reset();
+                tokio::time::sleep(IDLE).await;
+            }
+            Ok(_) => backoff.reset(),
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "publishing the outbox failed; retrying");
+                backoff.wait().await;
+            }
+        }
+    }
+}
+
+/// Publishes the next batch of the outbox; how many events it published.
+pub async fn relay_batch(
+    broker: &Broker,
+    js: &jetstream::Context,
+    db: &Db,
+) -> anyhow::Result<usize> {
+    let after: i64 =
+        sqlx::query_scalar("SELECT last_seq FROM consumer_offsets WHERE consumer = $1")
+            .bind(RELAY)
+            .fetch_optional(db.pool())
+            .await?
+            .unwrap_or(0);
+    let events = {
+        let mut conn = db.pool().acquire().await?;
+        outbox::read_after(&mut conn, after, BATCH).await?
+    };
+    let mut published = 0;
+    let result = async {
+        for event in &events {
+            publish(broker, js, event).await?;
+            published += 1;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    // Whatever was acknowledged is saved, even when the batch stopped half-way.
+    if published > 0 {
+        save_offset(db, events[published - 1].seq).await?;
+    }
+    result.map(|()| published)
+}
+
+/// Sends one event and waits for the broker to store it (or to say it had it already).
+async fn publish(
+    broker: &Broker,
+    js: &jetstream::Context,
+    event: &StoredEvent,
+) -> anyhow::Result<()> {
+    let body = json!({
+        "type": event.event_type,
+        "version": event.version,
+        "id": event.id,
+        "occurredAt": event.occurred_at.to_rfc3339(),
+        "aggregateId": event.aggregate_id,
+        "data": event.payload,
+    });
+    let message = jetstream::message::PublishMessage::build()
+        .payload(Bytes::from(body.to_string()))
+        .message_id(&event.id)
+        .header("Ates-Event-Type", event.event_type.as_str())
+        .header("Ates-Event-Version", event.version.to_string().as_str())
+        .header("Ates-Outbox-Seq", event.seq.to_string().as_str());
+    js.send_publish(broker.subject(event), message)
+        .await
+        .with_context(|| format!("sending outbox event {}", event.seq))?
+        .await
+        .with_context(|| format!("acknowledgement of outbox event {}", event.seq))?;
+    Ok(())
+}
+
+async fn save_offset(db: &Db, seq: i64) -> Result<(), sqlx::Error> {
+    // Monotonic: two replicas relaying at once never move it back.
+    sqlx::query(
+        "INSERT INTO consumer_offsets (consumer, last_seq) VALUES ($1, $2) \
+         ON CONFLICT (consumer) DO UPDATE SET last_seq = excluded.last_seq \
+         WHERE consumer_offsets.last_seq < excluded.last_seq",
+    )
+    .bind(RELAY)
+    .bind(seq)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Creates the stream when it is missing: file storage, the default two-minute window in
+/// which a repeated `Nats-Msg-Id` is dropped.
+async fn ensure_stream(js: &jetstream::Context, name: &str, subject: &str) -> anyhow::Result<()> {
+    js.get_or_create_stream(stream::Config {
+        name: name.to_owned(),
+        subjects: vec![subject.to_owned()],
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("stream {name} for {subject}"))?;
+    Ok(())
+}
+
+/// Consumes Popug Data Updated, forever.
+async fn consume(broker: Broker, js: jetstream::Context, db: Db, auth_events: AuthEvents) {
+    let mut backoff = Backoff::new();
+    loop {
+        if let Err(error) = consume_until_error(&broker, &js, &db, &auth_events).await {
+            tracing::warn!(error = %format!("{error:#}"), "consuming auth events failed; retrying");
+        }
+        backoff.wait().await;
+    }
+}
+
+async fn consume_until_error(
+    broker: &Broker,
+    js: &jetstream::Context,
+    db: &Db,
+    auth_events: &AuthEvents,
+) -> anyhow::Result<()> {
+    // The auth service's stream when it has one; else ours, capturing its subject.
+    let stream = match js.stream_by_subject(broker.auth_subject.as_str()).await {
+        Ok(name) => js.get_stream(name).await?,
+        Err(_) => {
+            ensure_stream(js, &broker.auth_stream, &broker.auth_subject).await?;
+            js.get_stream(&broker.auth_stream).await?
+        }
+    };
+    let consumer: consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            &broker.durable,
+            consumer::pull::Config {
+                durable_name: Some(broker.durable.clone()),
+                filter_subject: broker.auth_subject.clone(),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                ..Default::default()
+            },
+        )
+        .await
+        .context("durable consumer")?;
+    let mut messages = consumer.messages().await.context("pulling messages")?;
+    while let Some(message) = messages.next().await {
+        let message = message.context("receiving a message")?;
+        let ack = match auth_events.handle(&message.payload).await {
+            Ok(_) => AckKind::Ack,
+            Err(HandleError::Bad(reason)) => {
+                tracing::warn!(subject = %message.subject, %reason, "auth event parked as a dead letter");
+                match park(db, &message.subject, &message.payload, &reason.to_string()).await {
+                    Ok(()) => AckKind::Term,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot park a dead letter");
+                        AckKind::Nak(Some(Duration::from_secs(5)))
+                    }
+                }
+            }
+            Err(HandleError::Storage(error)) => {
+                tracing::error!(error = ?error, "auth event not applied; asking for redelivery");
+                AckKind::Nak(Some(Duration::from_secs(1)))
+            }
+        };
+        // `double_ack` waits for the broker to confirm, so an acknowledged message is never
+        // delivered again.
+        message
+            .double_ack_with(ack)
+            .await
+            .map_err(|e| anyhow::anyhow!("acknowledging: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Keeps a message that can never be applied, with the reason, for an operator.
+async fn park(db: &Db, subject: &str, payload: &[u8], reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO dead_letters (source, subject, payload, reason, received_at) \
+         VALUES ('nats', $1, $2, $3, $4)",
+    )
+    .bind(subject)
+    .bind(String::from_utf8_lossy(payload).into_owned())
+    .bind(reason)
+    .bind(to_micros(db.now()))
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
