@@ -34,7 +34,7 @@ const BATCH: i64 = 500;
 const IDLE: Duration = Duration::from_millis(100);
 
 /// Longest pause between attempts while the broker or database is unreachable.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Where our events go and the auth service's come from.
 #[derive(Debug, Clone)]
@@ -67,20 +67,34 @@ impl Broker {
         )
     }
 
+    /// Creates our stream, capturing `<prefix>.>`, when it is missing.
+    pub async fn ensure_stream(&self, js: &jetstream::Context) -> anyhow::Result<()> {
+        ensure_stream(js, &self.stream, &format!("{}.>", self.subject_prefix)).await
+    }
+
     /// Connects (in the background when the broker is down: the client keeps retrying) and
     /// starts the relay and the auth consumer.
     pub async fn start(self, db: Db, auth_events: AuthEvents) -> anyhow::Result<()> {
-        let client = async_nats::ConnectOptions::new()
-            .name("ates-gateway")
-            .retry_on_initial_connect()
-            .connect(self.url.as_str())
-            .await
-            .with_context(|| format!("ATES_NATS_URL {:?} is not a NATS address", self.url))?;
-        let js = jetstream::new(client);
+        let js = connect(&self.url).await?;
         tokio::spawn(relay(self.clone(), js.clone(), db.clone()));
         tokio::spawn(consume(self, js, db, auth_events));
         Ok(())
     }
+}
+
+/// A JetStream context on `url`. The connection is made, and remade after an outage, in the
+/// background, at most a second apart, so the relay resumes soon after the broker is back.
+pub async fn connect(url: &str) -> anyhow::Result<jetstream::Context> {
+    let client = async_nats::ConnectOptions::new()
+        .name("ates-gateway")
+        .retry_on_initial_connect()
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis((attempts as u64 * 100).min(1000))
+        })
+        .connect(url)
+        .await
+        .with_context(|| format!("ATES_NATS_URL {url:?} is not a NATS address"))?;
+    Ok(jetstream::new(client))
 }
 
 /// Doubling pauses between failed attempts, reset by a success.
@@ -107,8 +121,7 @@ pub async fn relay(broker: Broker, js: jetstream::Context, db: Db) {
     let mut stream_ready = false;
     loop {
         if !stream_ready {
-            match ensure_stream(&js, &broker.stream, &format!("{}.>", broker.subject_prefix)).await
-            {
+            match broker.ensure_stream(&js).await {
                 Ok(()) => stream_ready = true,
                 Err(error) => {
                     tracing::warn!(error = %format!("{error:#}"), "JetStream stream unavailable; retrying");
