@@ -49,6 +49,7 @@ on_both_stores!(
     failed_payout_is_retried_by_admin,
     mail_goes_over_smtp,
     crash_mid_close_pays_everyone_exactly_once,
+    a_deleted_popug_is_still_paid_at_day_close,
 );
 
 const CLOSE: &str = "mutation($day: Date!) { closeDay(day: $day) { \
@@ -970,4 +971,56 @@ async fn postgres_two_processes_close_one_day_once() {
         0
     );
     assert_eq!(count(&db, "SELECT COUNT(*) FROM day_closes").await, 1);
+}
+
+/// The auth service deletes a popug with money on its account: the account stays, and the day
+/// close pays it as anyone else's.
+async fn a_deleted_popug_is_still_paid_at_day_close(database: TestDatabase) {
+    let app = app_at(database, "2026-03-01T10:00:00Z", |_| {}).await;
+    let manager = app.user("manager", "mark").await;
+    let accountant = app.user("accountant", "ada").await;
+    let alice = app.user("worker", "alice").await;
+    // Ada can be assigned too; Alice completes whatever comes to her until she is ahead.
+    let mut alice_balance = 0;
+    for i in 0..40 {
+        let task = app.create_task(&manager, &format!("feed {i}")).await;
+        if task["assignee"]["id"] == alice.id.as_str() {
+            app.ok(
+                &alice,
+                "mutation($id: ID!) { completeTask(id: $id) { id } }",
+                json!({ "id": task["id"] }),
+            )
+            .await;
+            crate::helpers::settled(&app.db).await;
+            alice_balance = balance(&app, &accountant, &alice.id).await;
+            if alice_balance > 0 {
+                break;
+            }
+        }
+    }
+    assert!(alice_balance > 0, "alice never got ahead: {alice_balance}");
+
+    let deleted =
+        crate::auth_events::message("popug.deleted", chrono::Utc::now(), 1, &alice.id, json!({}));
+    assert_eq!(app.auth_event(&deleted).await, "applied");
+    assert_eq!(
+        app.error_code(Some(&alice.token), "{ me { id } }", json!({}))
+            .await,
+        "FORBIDDEN"
+    );
+    assert_eq!(balance(&app, &accountant, &alice.id).await, alice_balance);
+
+    app.database.set_clock("2026-03-02T00:00:05Z");
+    let closed = app
+        .ok(&accountant, CLOSE, json!({ "day": "2026-03-01" }))
+        .await;
+    let paid: i64 = sqlx::query_scalar("SELECT amount FROM payouts WHERE popug_id = $1")
+        .bind(&alice.id)
+        .fetch_one(app.db.pool())
+        .await
+        .expect("alice has a payout");
+    assert_eq!(paid, alice_balance);
+    assert!(closed["closeDay"]["day"]["paidTotal"].as_i64().unwrap() >= alice_balance);
+    assert_eq!(balance(&app, &accountant, &alice.id).await, 0);
+    assert_ledger_invariants(&app.db).await;
 }
