@@ -13,13 +13,16 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::Response;
 use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 use task_domain::{Popugs, TaskError, Tracker};
+use tokio::sync::watch;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::accounting::Accounting;
 use crate::api::shape::ShapeLimits;
@@ -48,6 +51,10 @@ pub struct AppState {
     auth_events_secret: Option<Arc<[u8]>>,
     pub(crate) revocations: Revocations,
     pub(crate) limits: Limits,
+    /// True once the process was told to stop: `/readyz` answers 503 and sockets close.
+    shutdown: Arc<watch::Sender<bool>>,
+    metrics: bool,
+    relays: bool,
 }
 
 /// Bounds on what one client may hold.
@@ -95,6 +102,10 @@ impl App {
         }
         let popugs = Popugs::new(db.clone());
         let auth_events = AuthEvents::new(popugs.clone(), revocations.clone());
+        if config.metrics {
+            crate::metrics::handle();
+        }
+        let relays = config.nats_url.is_some();
         if let Some(broker) = Broker::from_config(config) {
             tracing::info!(url = %config::redact_url(&broker.url), stream = %broker.stream, "publishing events to NATS JetStream");
             broker.start(db.clone(), auth_events.clone()).await?;
@@ -147,6 +158,9 @@ impl App {
                     .as_deref()
                     .map(|secret| Arc::from(secret.as_bytes())),
                 revocations,
+                shutdown: Arc::new(watch::channel(false).0),
+                metrics: config.metrics,
+                relays,
                 limits: Limits {
                     max_ws_message: 64 * 1024,
                     ws_init_timeout: Duration::from_secs(config.ws_init_timeout_secs),
@@ -158,16 +172,57 @@ impl App {
     }
 
     pub fn router(&self) -> Router {
-        Router::new()
+        let mut router = Router::new()
             .route("/graphql", get(graphql_get).post(graphql))
             .route("/graphql/ws", get(ws::upgrade))
             .route("/auth/events", post(auth_events::receive))
             .route("/healthz", get(|| async { "ok" }))
-            .route("/readyz", get(ready))
+            .route("/readyz", get(ready));
+        if self.state.metrics {
+            router = router.route("/metrics", get(crate::metrics::scrape));
+        }
+        let request_id = HeaderName::from_static(REQUEST_ID);
+        router
             .with_state(self.state.clone())
             // A body announced or found larger than this is refused before it is read whole.
             .layer(DefaultBodyLimit::max(self.state.max_body_bytes))
+            .layer(PropagateRequestIdLayer::new(request_id.clone()))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(request_span)
+                    .on_request(())
+                    .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+            )
+            // Outermost: the id is there for the span and for the handlers.
+            .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
     }
+
+    /// Tells the gateway it is stopping: `/readyz` turns 503 and WebSockets close with 1001
+    /// ("going away") so their clients reconnect to another replica.
+    pub fn begin_shutdown(&self) {
+        self.state.shutdown.send_replace(true);
+    }
+}
+
+/// The header carrying a request's id: the client's, or one made up here.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The span of one HTTP request: its id, method and path (never the query string, which may
+/// hold a query's variables), and, filled in later, the operation and the popug.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+        operation = tracing::field::Empty,
+        popug = tracing::field::Empty,
+    )
 }
 
 /// The database the configuration names, stamping time by the configured clock. Migrations
@@ -290,6 +345,24 @@ impl AppState {
         self.auth_events_secret.as_deref()
     }
 
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Whether this gateway relays the outbox to NATS.
+    pub(crate) fn relays(&self) -> bool {
+        self.relays
+    }
+
+    pub(crate) fn metrics_enabled(&self) -> bool {
+        self.metrics
+    }
+
+    /// Flips to true when the gateway begins to stop.
+    pub(crate) fn shutdown(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
     pub(crate) fn services(&self) -> &Services {
         &self.services
     }
@@ -353,6 +426,9 @@ async fn graphiql() -> impl IntoResponse {
 }
 
 async fn ready(State(app): State<AppState>) -> impl IntoResponse {
+    if *app.shutdown.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
     match app.db.ping().await {
         Ok(()) => (StatusCode::OK, "ready"),
         Err(error) => {

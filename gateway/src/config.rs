@@ -192,10 +192,34 @@ pub struct Config {
     )]
     pub mail_from: String,
 
+    /// Serve `GET /metrics` (Prometheus text) and record what it shows.
+    #[arg(long, env = "ATES_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics: bool,
+
+    /// `text` (for a terminal) or `json` (one JSON object per line, for a log collector).
+    #[arg(long, env = "ATES_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// After SIGTERM: how long `/readyz` answers 503 while requests are still taken, so that
+    /// the load balancer stops sending new ones, in milliseconds.
+    #[arg(long, env = "ATES_SHUTDOWN_DELAY_MS", default_value_t = 1000)]
+    pub shutdown_delay_ms: u64,
+
+    /// After SIGTERM and the delay: how long requests in flight may take to finish before
+    /// the process stops anyway.
+    #[arg(long, env = "ATES_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+
     /// A file holding the instant (RFC 3339) the gateway takes as now, for tests and rehearsals
     /// of a day close. Never in production.
     #[arg(long, env = "ATES_CLOCK_FILE")]
     pub clock_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -333,6 +357,13 @@ impl Config {
                     .unwrap_or_else(|| "<unset: mail is kept in the mailbox>".into()),
             ),
             ("mail_from", self.mail_from.clone()),
+            ("metrics", self.metrics.to_string()),
+            (
+                "log_format",
+                format!("{:?}", self.log_format).to_lowercase(),
+            ),
+            ("shutdown_delay_ms", self.shutdown_delay_ms.to_string()),
+            ("shutdown_grace_secs", self.shutdown_grace_secs.to_string()),
             (
                 "clock_file",
                 self.clock_file.as_ref().map_or_else(
@@ -357,6 +388,64 @@ impl Config {
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("cannot create the data folder {}", self.data_dir.display()))
     }
+}
+
+/// The settings of a TOML configuration file, checked: each key must be a setting (as
+/// `gateway config` names it) and each value one that setting accepts. The error names the
+/// file and the key. Values `gateway config` prints for unset settings (`<unset…>`) are
+/// skipped, so its output is a valid file; a `<redacted>` secret is refused.
+pub fn read_file(path: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
+    use clap::CommandFactory as _;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let command = Standalone::command();
+    let mut settings = Vec::new();
+    for (key, value) in table {
+        let where_ = || format!("{}: `{key}`", path.display());
+        let Some(arg) = command
+            .get_arguments()
+            .find(|arg| arg.get_id().as_str() == key)
+        else {
+            anyhow::bail!("{}: no such setting (see `gateway config`)", where_());
+        };
+        let value = match value {
+            toml::Value::String(text) => text,
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            other => anyhow::bail!(
+                "{}: expected a string, number or boolean, found {}",
+                where_(),
+                other.type_str()
+            ),
+        };
+        if value.starts_with("<unset") {
+            continue;
+        }
+        if value == "<redacted>" {
+            anyhow::bail!(
+                "{}: the value is `<redacted>`: write the secret itself, or set it in the environment",
+                where_()
+            );
+        }
+        // The value alone, through the same parser the flag uses.
+        let long = arg.get_long().expect("every setting has a flag");
+        if let Err(error) = Standalone::command()
+            .try_get_matches_from(["gateway".to_owned(), format!("--{long}={value}")])
+        {
+            let reason = error.to_string();
+            let reason = reason
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ");
+            anyhow::bail!("{}: {reason}", where_());
+        }
+        settings.push((key, value));
+    }
+    Ok(settings)
 }
 
 /// A database URL without its password.

@@ -289,8 +289,30 @@ async fn execute(
     response
 }
 
-/// Runs one request; the status and the body.
+/// Runs one request, recorded in the metrics and the request's span; the status and the
+/// body.
 async fn run(
+    app: &AppState,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+    over_get: bool,
+) -> (StatusCode, Value) {
+    let started = std::time::Instant::now();
+    let operation = request
+        .operation_name
+        .clone()
+        .or_else(|| crate::metrics::leading_operation_name(&request.query).map(str::to_owned));
+    if let Some(name) = &operation {
+        tracing::Span::current().record("operation", name.as_str());
+    }
+    let (status, body) = answer(app, headers, request, over_get).await;
+    if app.metrics_enabled() {
+        crate::metrics::record_request(operation.as_deref(), status, &body, started.elapsed());
+    }
+    (status, body)
+}
+
+async fn answer(
     app: &AppState,
     headers: &HeaderMap,
     mut request: async_graphql::Request,
@@ -326,6 +348,9 @@ async fn run(
     let Ok(session) = tokio::time::timeout_at(deadline, app.session(headers)).await else {
         return timed_out();
     };
+    if let Session::Popug(popug) = &session {
+        tracing::Span::current().record("popug", popug.id.0.as_str());
+    }
     if mutation
         && let Session::Popug(popug) = &session
         && !app.rate_limiter().allow(&popug.id.0)

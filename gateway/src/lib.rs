@@ -8,6 +8,7 @@ pub mod auth_events;
 pub mod config;
 pub mod feed;
 pub mod http;
+pub mod metrics;
 pub mod nats;
 pub mod payday;
 mod ws;

@@ -3,13 +3,24 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use gateway::auth::Claims;
+use gateway::config::LogFormat;
 use gateway::{App, Config, api, app, config};
+use std::future::IntoFuture as _;
 use tracing_subscriber::EnvFilter;
 
 /// aTES: the task tracker and accounting system of UberPopug Inc.
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
+    /// A TOML file of settings, keyed as `gateway config` prints them; `ATES_*` variables and
+    /// flags override it.
+    #[arg(
+        long = "config",
+        env = "ATES_CONFIG",
+        value_name = "FILE",
+        global = true
+    )]
+    config_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     config: Config,
     #[command(subcommand)]
@@ -53,9 +64,42 @@ enum Command {
     },
 }
 
+/// The command line, with the settings of a `--config` file (or `ATES_CONFIG`) as defaults:
+/// flags win over variables, variables over the file, the file over built-in defaults.
+fn parse_cli() -> anyhow::Result<Cli> {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let file =
+        config_file_argument(&args).or_else(|| std::env::var_os("ATES_CONFIG").map(Into::into));
+    let mut command = Cli::command();
+    if let Some(file) = file {
+        for (key, value) in config::read_file(std::path::Path::new(&file))? {
+            // Defaults are `'static` to clap; the file is read once per process.
+            let value: &'static str = Box::leak(value.into_boxed_str());
+            command = command.mut_arg(key, |arg| arg.default_value(value));
+        }
+    }
+    Ok(Cli::from_arg_matches(&command.get_matches_from(args))?)
+}
+
+/// The value of `--config FILE` or `--config=FILE`, read before the full parse.
+fn config_file_argument(args: &[std::ffi::OsString]) -> Option<std::path::PathBuf> {
+    let mut args = args.iter().skip(1);
+    while let Some(arg) = args.next() {
+        let arg = arg.to_str()?;
+        if arg == "--config" {
+            return args.next().map(Into::into);
+        }
+        if let Some(file) = arg.strip_prefix("--config=") {
+            return Some(file.into());
+        }
+    }
+    None
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = parse_cli()?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config).await,
         Command::Schema => {
@@ -136,12 +180,24 @@ async fn close_day(config: Config, day: Option<chrono::NaiveDate>) -> anyhow::Re
     Ok(())
 }
 
+/// Logs to stderr: readable lines, or one JSON object per line.
+fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .init();
+    init_logs(config.log_format);
     let app = App::build(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -158,9 +214,37 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     println!("  GraphiQL:  http://{addr}/graphql");
     println!("  a token:   cargo run -p gateway -- token --role admin --name Alice");
     println!("  then send it as 'Authorization: Bearer <token>'");
-    axum::serve(listener, app.router())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    // SIGTERM: /readyz turns 503 and sockets are told to go away; after the delay no new
+    // connection is taken, and requests in flight have the grace period to finish.
+    let (stopping, stopped) = tokio::sync::oneshot::channel();
+    let delay = Duration::from_millis(config.shutdown_delay_ms);
+    let router = app.router();
+    let server = axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!(
+                ?delay,
+                "stopping: /readyz answers 503, WebSockets are closed"
+            );
+            app.begin_shutdown();
+            tokio::time::sleep(delay).await;
+            tracing::info!("no longer accepting connections; draining requests in flight");
+            let _ = stopping.send(());
+        })
+        .into_future();
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    tokio::select! {
+        served = server => served?,
+        () = async {
+            match stopped.await {
+                Ok(()) => tokio::time::sleep(grace).await,
+                Err(_) => std::future::pending().await,
+            }
+        } => tracing::warn!(?grace, "the grace period ended with requests still in flight"),
+    }
+    // Background work (accounting, day close, delivery, relay) commits each step in one
+    // transaction: whatever is cut here rolls back and is picked up at the next start.
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -177,6 +261,4 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-    // Give in-flight responses a moment; the full drain arrives with the operability issue.
-    tokio::time::sleep(Duration::from_millis(10)).await;
 }

@@ -131,6 +131,13 @@ async fn serve(
         return close(&mut socket, 4403, "Forbidden").await;
     };
     let popug = popug.clone();
+    let _open = app
+        .metrics_enabled()
+        .then(crate::metrics::SocketGauge::open);
+    let mut shutdown = app.shutdown();
+    if *shutdown.borrow_and_update() {
+        return close(&mut socket, 1001, "the server is going away: reconnect").await;
+    }
     if !send(&mut socket, json!({ "type": "connection_ack" })).await {
         return;
     }
@@ -217,6 +224,13 @@ async fn serve(
                 close(&mut socket, 4403, "Forbidden: the token expired").await;
                 break;
             }
+            Ok(()) = shutdown.changed() => {
+                let stopping = *shutdown.borrow_and_update();
+                if stopping {
+                    close(&mut socket, 1001, "the server is going away: reconnect").await;
+                    break;
+                }
+            }
             revoked = revocations.recv() => {
                 let ended = match revoked {
                     Ok(id) => *id == *popug.id.0,
@@ -251,7 +265,9 @@ fn start(
         .data(session.clone())
         .data(Loaders::new(app.services()));
     let stream = app.schema().execute_stream(request);
+    let measured = app.metrics_enabled();
     tokio::spawn(async move {
+        let _running = measured.then(crate::metrics::SubscriptionGauge::start);
         tokio::pin!(stream);
         while let Some(response) = stream.next().await {
             let message = json!({ "type": protocol.next(), "id": id, "payload": response });

@@ -41,6 +41,76 @@ fn config_prints_the_effective_settings_without_secrets() {
     );
 }
 
+#[test]
+fn a_config_file_is_overridden_by_variables_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ates.toml");
+    std::fs::write(
+        &file,
+        "timezone = \"Europe/Berlin\"\nmax_query_depth = 9\nallow_batch = true\n\
+         listen = \"127.0.0.1:9000\"\njwt_secret = \"from-the-file\"\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let (ok, text) = gateway(
+        &["--config", file, "--max-query-depth", "12", "config"],
+        &[("ATES_LISTEN", "127.0.0.1:9100")],
+    );
+    assert!(ok, "{text}");
+    for line in [
+        "timezone = \"Europe/Berlin\"",
+        "allow_batch = \"true\"",
+        // A variable wins over the file, a flag over both.
+        "listen = \"127.0.0.1:9100\"",
+        "max_query_depth = \"12\"",
+        "jwt_secret = \"<redacted>\"",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
+    assert!(!text.contains("from-the-file"));
+
+    // What `gateway config` prints is itself a valid file.
+    let printed = dir.path().join("printed.toml");
+    let (_, effective) = gateway(&["--config", file, "config"], &[]);
+    std::fs::write(
+        &printed,
+        effective.replace("jwt_secret = \"<redacted>\"\n", ""),
+    )
+    .unwrap();
+    let (ok, again) = gateway(&["config"], &[("ATES_CONFIG", printed.to_str().unwrap())]);
+    assert!(ok, "{again}");
+    let without_secret = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|line| !line.starts_with("jwt_secret"))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(without_secret(&again), without_secret(&effective));
+}
+
+#[test]
+fn a_wrong_setting_stops_the_start_naming_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("max_query_depth = \"deep\"\n", "`max_query_depth`"),
+        ("listen = \"nowhere\"\n", "`listen`"),
+        ("colour = \"blue\"\n", "`colour`: no such setting"),
+        ("jwt_secret = \"<redacted>\"\n", "`jwt_secret`"),
+        ("timezone = [1, 2]\n", "`timezone`"),
+        ("not toml at all", "not valid TOML"),
+    ];
+    for (contents, named) in cases {
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, contents).unwrap();
+        let (ok, text) = gateway(&["--config", file.to_str().unwrap(), "config"], &[]);
+        assert!(!ok, "{contents} was accepted: {text}");
+        assert!(text.contains(named), "{contents}: {text}");
+    }
+    let (ok, text) = gateway(&["config"], &[("ATES_MAX_QUERY_DEPTH", "deep")]);
+    assert!(!ok);
+    assert!(text.contains("--max-query-depth"), "{text}");
+}
+
 async fn migrations_apply_once(database: TestDatabase) {
     for _ in 0..2 {
         let (ok, text) = gateway(&["migrate"], &[("DATABASE_URL", &database.url)]);

@@ -457,6 +457,8 @@ pub struct Gateway {
     child: Child,
     /// `http://…/graphql`
     pub url: String,
+    /// What it wrote to stderr, line by line (when `RUST_LOG` is among its variables).
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Gateway {
@@ -475,10 +477,19 @@ impl Gateway {
             .env("ATES_AUTH_EVENTS_SECRET", EVENTS_SECRET)
             .env("ATES_MUTATIONS_PER_SECOND", "0")
             .env("RUST_LOG", "error")
+            .envs(env.iter().copied().filter(|(key, _)| *key == "RUST_LOG"))
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start the gateway");
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let kept = std::sync::Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let url = loop {
@@ -492,12 +503,40 @@ impl Gateway {
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        Self { child, url }
+        Self { child, url, logs }
     }
 
     /// SIGKILL: no chance to finish anything.
     pub fn kill(self) {
         drop(self);
+    }
+
+    /// SIGTERM: the orderly stop an operator (or systemd) asks for.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "SIGTERM was delivered");
+    }
+
+    /// Waits (polling, at most `within`) for the process to exit; its status.
+    pub fn exit_status(&mut self, within: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// `http://host:port` of the gateway.
+    pub fn base(&self) -> String {
+        self.url.trim_end_matches("/graphql").to_owned()
     }
 }
 

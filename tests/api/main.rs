@@ -19,6 +19,7 @@ mod fuzz;
 mod jwks;
 mod limits;
 mod nats;
+mod operating;
 mod payday;
 mod popugs;
 mod schema;
