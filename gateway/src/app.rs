@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use accounting_domain::{Calendar, Figures, Ledger, Payday, Queues};
 use anyhow::Context as _;
-use async_graphql::http::GraphiQLSource;
 use ates_db::{Backend, Clock, Db};
 use axum::Router;
 use std::collections::HashMap;
@@ -14,8 +13,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::response::IntoResponse;
 use axum::response::Response;
-use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -175,6 +174,7 @@ impl App {
         let mut router = Router::new()
             .route("/graphql", get(graphql_get).post(graphql))
             .route("/graphql/ws", get(ws::upgrade))
+            .route("/graphiql/assets/{name}", get(crate::graphiql::asset))
             .route("/auth/events", post(auth_events::receive))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(ready));
@@ -412,17 +412,8 @@ async fn graphql_get(
     match upgrade {
         Ok(upgrade) => ws::upgrade(state, headers, upgrade).await,
         Err(_) if params.contains_key("query") => http::get(state.0, headers, params).await,
-        Err(_) => graphiql().await.into_response(),
+        Err(_) => crate::graphiql::page(),
     }
-}
-
-async fn graphiql() -> impl IntoResponse {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .finish(),
-    )
 }
 
 async fn ready(State(app): State<AppState>) -> impl IntoResponse {

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod auth_events;
 pub mod config;
 pub mod feed;
+mod graphiql;
 pub mod http;
 pub mod metrics;
 pub mod nats;

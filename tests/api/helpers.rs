@@ -546,3 +546,24 @@ impl Drop for Gateway {
         let _ = self.child.wait();
     }
 }
+
+/// `tests/js`, its npm packages installed (once per test process).
+pub fn js_dir() -> PathBuf {
+    static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/js");
+    INSTALLED.get_or_init(|| {
+        let wanted = ["graphql-ws", "ws", "playwright-core"];
+        if wanted
+            .iter()
+            .any(|p| !js.join("node_modules").join(p).exists())
+        {
+            let installed = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&js)
+                .status()
+                .expect("npm is installed");
+            assert!(installed.success(), "npm ci in tests/js failed");
+        }
+    });
+    js
+}

@@ -16,6 +16,7 @@ mod cli;
 mod concurrency;
 mod crash;
 mod fuzz;
+mod graphiql;
 mod jwks;
 mod limits;
 mod nats;

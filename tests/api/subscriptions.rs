@@ -389,15 +389,7 @@ async fn the_graphql_ws_client_library_subscribes() {
     use std::io::{BufRead as _, BufReader};
     use std::process::{Command, Stdio};
 
-    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/js");
-    if !js.join("node_modules/graphql-ws").exists() {
-        let installed = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&js)
-            .status()
-            .expect("npm is installed");
-        assert!(installed.success(), "npm ci in tests/js failed");
-    }
+    let js = crate::helpers::js_dir();
     let app = TestApp::sqlite().await;
     let manager = app.user("manager", "mark").await;
     let bob = app.user("worker", "bob").await;
