@@ -62,12 +62,7 @@ impl Ledger {
 
     /// How far through the outbox this consumer is.
     pub async fn offset(&self) -> Result<i64, AccountingError> {
-        let offset: Option<i64> =
-            sqlx::query_scalar("SELECT last_seq FROM consumer_offsets WHERE consumer = $1")
-                .bind(CONSUMER)
-                .fetch_optional(self.db.pool())
-                .await?;
-        Ok(offset.unwrap_or(0))
+        Ok(outbox::offset(self.db.pool(), CONSUMER).await?)
     }
 
     /// Applies one event, unless it was applied before; returns whether it applied it. The
@@ -274,16 +269,7 @@ fn consumes(event_type: &str) -> bool {
 
 /// Moves this consumer's offset forward to `seq`; never back.
 async fn advance(conn: &mut AnyConnection, seq: i64) -> Result<(), AccountingError> {
-    sqlx::query(
-        "INSERT INTO consumer_offsets (consumer, last_seq) VALUES ($1, $2) \
-         ON CONFLICT (consumer) DO UPDATE SET last_seq = excluded.last_seq \
-         WHERE consumer_offsets.last_seq < excluded.last_seq",
-    )
-    .bind(CONSUMER)
-    .bind(seq)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    Ok(outbox::advance(&mut *conn, CONSUMER, seq).await?)
 }
 
 fn read<T: serde::de::DeserializeOwned>(

@@ -120,3 +120,34 @@ pub async fn read_after(
         })
         .collect()
 }
+
+/// How far a consumer of the outbox has got: the `seq` of the last event it is done with.
+pub async fn offset<'e, E>(executor: E, consumer: &str) -> Result<i64, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let offset: Option<i64> =
+        sqlx::query_scalar("SELECT last_seq FROM consumer_offsets WHERE consumer = $1")
+            .bind(consumer)
+            .fetch_optional(executor)
+            .await?;
+    Ok(offset.unwrap_or(0))
+}
+
+/// Moves a consumer's offset forward to `seq`; never back, so consumers racing on several
+/// replicas cannot undo each other's progress.
+pub async fn advance<'e, E>(executor: E, consumer: &str, seq: i64) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO consumer_offsets (consumer, last_seq) VALUES ($1, $2) \
+         ON CONFLICT (consumer) DO UPDATE SET last_seq = excluded.last_seq \
+         WHERE consumer_offsets.last_seq < excluded.last_seq",
+    )
+    .bind(consumer)
+    .bind(seq)
+    .execute(executor)
+    .await?;
+    Ok(())
+}

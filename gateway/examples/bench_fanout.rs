@@ -21,26 +21,13 @@ const PER_POPUG: usize = 5;
 const RATE: u64 = 100;
 const SECONDS: u64 = 30;
 
+#[path = "support/mod.rs"]
+mod support;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let admin_url = std::env::args().nth(1);
-    let name = format!("ates_bench_{}", uuid::Uuid::new_v4().simple());
-    let (backend, url) = match &admin_url {
-        Some(admin_url) => (
-            "postgres",
-            ates_db::create_database(admin_url, &name).await?,
-        ),
-        None => (
-            "sqlite",
-            format!("sqlite://{}", dir.path().join("bench.db").display()),
-        ),
-    };
-    let result = bench(backend, &url, dir.path()).await;
-    if let Some(admin_url) = &admin_url {
-        ates_db::drop_database(admin_url, &name).await?;
-    }
-    result
+    support::on_fresh_database(|backend, url, dir| async move { bench(backend, &url, &dir).await })
+        .await
 }
 
 fn token(role: &str, i: usize) -> anyhow::Result<String> {

@@ -25,26 +25,12 @@ const EVENTS: usize = 20_000;
 const RATE: u64 = 200;
 const OUTAGE: Duration = Duration::from_secs(30);
 
+#[path = "support/mod.rs"]
+mod support;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let admin_url = std::env::args().nth(1);
-    let name = format!("ates_bench_{}", uuid::Uuid::new_v4().simple());
-    let (backend, url) = match &admin_url {
-        Some(admin_url) => (
-            "postgres",
-            ates_db::create_database(admin_url, &name).await?,
-        ),
-        None => (
-            "sqlite",
-            format!("sqlite://{}", dir.path().join("bench.db").display()),
-        ),
-    };
-    let result = bench(backend, &url).await;
-    if let Some(admin_url) = &admin_url {
-        ates_db::drop_database(admin_url, &name).await?;
-    }
-    result
+    support::on_fresh_database(|backend, url, _| async move { bench(backend, &url).await }).await
 }
 
 /// A JetStream server of the bench's own, on a free port.
@@ -137,13 +123,7 @@ async fn write_events(db: &Db, count: usize) -> anyhow::Result<()> {
 }
 
 async fn relayed(db: &Db) -> anyhow::Result<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT last_seq FROM consumer_offsets WHERE consumer = $1")
-            .bind(RELAY)
-            .fetch_optional(db.pool())
-            .await?
-            .unwrap_or(0),
-    )
+    Ok(ates_events::outbox::offset(db.pool(), RELAY).await?)
 }
 
 async fn last_seq(db: &Db) -> anyhow::Result<i64> {

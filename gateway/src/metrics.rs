@@ -126,35 +126,19 @@ pub fn record_request(operation: Option<&str>, status: StatusCode, body: &Value,
     }
 }
 
-/// Holds one open WebSocket in the gauge while it lives.
-pub struct SocketGauge;
+/// Counts one thing (a socket, a subscription) in a gauge for as long as it lives.
+pub struct Held(&'static str);
 
-impl SocketGauge {
-    pub fn open() -> Self {
-        gauge!(SOCKETS).increment(1.0);
-        Self
+impl Held {
+    pub fn new(gauge: &'static str) -> Self {
+        gauge!(gauge).increment(1.0);
+        Self(gauge)
     }
 }
 
-impl Drop for SocketGauge {
+impl Drop for Held {
     fn drop(&mut self) {
-        gauge!(SOCKETS).decrement(1.0);
-    }
-}
-
-/// Holds one running subscription in the gauge while it lives.
-pub struct SubscriptionGauge;
-
-impl SubscriptionGauge {
-    pub fn start() -> Self {
-        gauge!(SUBSCRIPTIONS).increment(1.0);
-        Self
-    }
-}
-
-impl Drop for SubscriptionGauge {
-    fn drop(&mut self) {
-        gauge!(SUBSCRIPTIONS).decrement(1.0);
+        gauge!(self.0).decrement(1.0);
     }
 }
 

@@ -150,12 +150,7 @@ pub async fn relay_batch(
     js: &jetstream::Context,
     db: &Db,
 ) -> anyhow::Result<usize> {
-    let after: i64 =
-        sqlx::query_scalar("SELECT last_seq FROM consumer_offsets WHERE consumer = $1")
-            .bind(RELAY)
-            .fetch_optional(db.pool())
-            .await?
-            .unwrap_or(0);
+    let after = outbox::offset(db.pool(), RELAY).await?;
     let events = {
         let mut conn = db.pool().acquire().await?;
         outbox::read_after(&mut conn, after, BATCH).await?
@@ -171,7 +166,7 @@ pub async fn relay_batch(
     .await;
     // Whatever was acknowledged is saved, even when the batch stopped half-way.
     if published > 0 {
-        save_offset(db, events[published - 1].seq).await?;
+        outbox::advance(db.pool(), RELAY, events[published - 1].seq).await?;
     }
     result.map(|()| published)
 }
@@ -201,20 +196,6 @@ async fn publish(
         .with_context(|| format!("sending outbox event {}", event.seq))?
         .await
         .with_context(|| format!("acknowledgement of outbox event {}", event.seq))?;
-    Ok(())
-}
-
-async fn save_offset(db: &Db, seq: i64) -> Result<(), sqlx::Error> {
-    // Monotonic: two replicas relaying at once never move it back.
-    sqlx::query(
-        "INSERT INTO consumer_offsets (consumer, last_seq) VALUES ($1, $2) \
-         ON CONFLICT (consumer) DO UPDATE SET last_seq = excluded.last_seq \
-         WHERE consumer_offsets.last_seq < excluded.last_seq",
-    )
-    .bind(RELAY)
-    .bind(seq)
-    .execute(db.pool())
-    .await?;
     Ok(())
 }
 

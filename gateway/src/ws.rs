@@ -133,7 +133,7 @@ async fn serve(
     let popug = popug.clone();
     let _open = app
         .metrics_enabled()
-        .then(crate::metrics::SocketGauge::open);
+        .then(|| crate::metrics::Held::new(crate::metrics::SOCKETS));
     let mut shutdown = app.shutdown();
     if *shutdown.borrow_and_update() {
         return close(&mut socket, 1001, "the server is going away: reconnect").await;
@@ -267,7 +267,7 @@ fn start(
     let stream = app.schema().execute_stream(request);
     let measured = app.metrics_enabled();
     tokio::spawn(async move {
-        let _running = measured.then(crate::metrics::SubscriptionGauge::start);
+        let _running = measured.then(|| crate::metrics::Held::new(crate::metrics::SUBSCRIPTIONS));
         tokio::pin!(stream);
         while let Some(response) = stream.next().await {
             let message = json!({ "type": protocol.next(), "id": id, "payload": response });

@@ -143,7 +143,15 @@ async fn events_create_and_update_popugs_and_roles_take_effect_at_once(app: Test
         .await;
     assert_eq!(code, "CONFLICT");
 
-    // Demoted: at once he may not shuffle, and he is the one tasks go to.
+    // Demoted: at once he may not shuffle, and he is the one tasks go to; his open socket,
+    // authorised as a manager, is closed so he reconnects as what he is now.
+    let mut socket = app
+        .subscribed(
+            &mark_user,
+            "subscription { taskAssigned { task { id } } }",
+            json!({}),
+        )
+        .await;
     let demoted = message(
         "popug.updated",
         now,
@@ -152,6 +160,7 @@ async fn events_create_and_update_popugs_and_roles_take_effect_at_once(app: Test
         json!({ "name": "Mark", "role": "worker" }),
     );
     assert_eq!(app.auth_event(&demoted).await, "applied");
+    assert_eq!(socket.close_code(Duration::from_secs(5)).await, Some(4403));
     let code = app
         .error_code(Some(&mark_user.token), SHUFFLE, json!({}))
         .await;
