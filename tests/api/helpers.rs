@@ -41,6 +41,31 @@ macro_rules! on_both_backends {
     };
 }
 
+/// One test per backend for each `async fn name(database: TestDatabase)`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::TestDatabase::sqlite().await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(database) = $crate::helpers::TestDatabase::postgres().await {
+                        super::$name(database).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
 /// A gateway running for one test, and a direct connection to its database.
 pub struct TestApp {
     pub addr: SocketAddr,

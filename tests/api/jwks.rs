@@ -13,18 +13,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
 use crate::helpers::{TestApp, TestDatabase};
+use crate::on_both_stores;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_jwks_keys_rotate_and_unknown_kids_are_rate_limited() {
-    jwks_keys_rotate_and_unknown_kids_are_rate_limited(TestDatabase::sqlite().await).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_jwks_keys_rotate_and_unknown_kids_are_rate_limited() {
-    if let Some(database) = TestDatabase::postgres().await {
-        jwks_keys_rotate_and_unknown_kids_are_rate_limited(database).await
-    }
-}
+on_both_stores!(jwks_keys_rotate_and_unknown_kids_are_rate_limited);
 
 /// The auth service's key set endpoint.
 #[derive(Clone, Default)]

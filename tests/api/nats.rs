@@ -16,6 +16,13 @@ use sqlx::Row as _;
 
 use crate::auth_events::message;
 use crate::helpers::{Gateway, TestApp, TestDatabase, token};
+use crate::on_both_stores;
+
+on_both_stores!(
+    events_are_published_once_in_order_across_a_gateway_restart,
+    a_broker_outage_loses_nothing,
+    popug_data_updated_is_consumed_from_the_stream,
+);
 
 /// The NATS server of the tests, or `None` (the test is skipped, loudly).
 fn nats_url() -> Option<String> {
@@ -209,18 +216,6 @@ async fn business(client: &reqwest::Client, url: &str, crew: &Crew, count: usize
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_events_are_published_once_in_order_across_a_gateway_restart() {
-    events_are_published_once_in_order_across_a_gateway_restart(TestDatabase::sqlite().await).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_events_are_published_once_in_order_across_a_gateway_restart() {
-    if let Some(database) = TestDatabase::postgres().await {
-        events_are_published_once_in_order_across_a_gateway_restart(database).await
-    }
-}
-
 async fn events_are_published_once_in_order_across_a_gateway_restart(database: TestDatabase) {
     let Some(url) = nats_url() else { return };
     let names = Names::new();
@@ -314,18 +309,6 @@ impl Drop for OwnNats {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_a_broker_outage_loses_nothing() {
-    a_broker_outage_loses_nothing(TestDatabase::sqlite().await).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_broker_outage_loses_nothing() {
-    if let Some(database) = TestDatabase::postgres().await {
-        a_broker_outage_loses_nothing(database).await
-    }
-}
-
 async fn a_broker_outage_loses_nothing(database: TestDatabase) {
     if nats_url().is_none() {
         return;
@@ -346,18 +329,6 @@ async fn a_broker_outage_loses_nothing(database: TestDatabase) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     nats.restart();
     assert_published_once_in_order(&nats.url(), &names, &app.db).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_popug_data_updated_is_consumed_from_the_stream() {
-    popug_data_updated_is_consumed_from_the_stream(TestDatabase::sqlite().await).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_popug_data_updated_is_consumed_from_the_stream() {
-    if let Some(database) = TestDatabase::postgres().await {
-        popug_data_updated_is_consumed_from_the_stream(database).await
-    }
 }
 
 async fn popug_data_updated_is_consumed_from_the_stream(database: TestDatabase) {

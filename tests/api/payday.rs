@@ -16,30 +16,7 @@ use crate::helpers::{
     Gateway, TestApp, TestDatabase, User, assert_events_match_their_schemas,
     assert_ledger_invariants,
 };
-
-/// One test per backend for each `async fn name(database: TestDatabase)`.
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(crate::helpers::TestDatabase::sqlite().await).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(database) = crate::helpers::TestDatabase::postgres().await {
-                        super::$name(database).await
-                    }
-                }
-            )*
-        }
-    };
-}
+use crate::on_both_stores;
 
 on_both_stores!(
     day_close_pays_positive_balances_once,
