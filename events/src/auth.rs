@@ -164,6 +164,9 @@ impl PopugDataUpdated {
         } else {
             let data: UpsertData =
                 serde_json::from_value(envelope.data).map_err(|e| invalid(e.to_string()))?;
+            if data.name.trim().is_empty() {
+                return Err(invalid("name is blank".into()));
+            }
             let change = PopugChange::Upserted {
                 name: data.name.trim().to_owned(),
                 email: data.email.filter(|e| !e.trim().is_empty()),
@@ -250,8 +253,56 @@ mod tests {
         let mut no_id = event("popug.deleted", 1, json!({ "popugId": "p1" }));
         no_id.as_object_mut().unwrap().remove("id");
         assert!(matches!(parse(no_id), Err(BadEvent::Envelope(_))));
+        let Err(BadEvent::InvalidData { reason, .. }) = parse(event(
+            "popug.created",
+            1,
+            json!({ "popugId": "p1", "name": "   ", "role": "worker" }),
+        )) else {
+            panic!("a blank name is invalid data")
+        };
+        assert!(reason.contains("blank"), "{reason}");
         let mut bad_time = event("popug.deleted", 1, json!({ "popugId": "p1" }));
         bad_time["occurredAt"] = json!("yesterday");
         assert!(matches!(parse(bad_time), Err(BadEvent::Envelope(_))));
+    }
+
+    /// Damaged messages (bytes flipped, cut short, repeated) are refused or parsed, never a
+    /// panic; whatever parses is a whole, valid event.
+    #[test]
+    fn damaged_messages_never_panic() {
+        let valid = event(
+            "popug.updated",
+            1,
+            json!({ "popugId": "p1", "name": "Bob", "email": "b@x", "role": "worker" }),
+        )
+        .to_string()
+        .into_bytes();
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let mut bytes = valid.clone();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() as usize) % bytes.len();
+                match next() % 4 {
+                    0 => bytes[at] = next() as u8,
+                    1 => bytes.truncate(at.max(1)),
+                    2 => bytes.insert(at, b"{}[]\",:0e\\"[(next() % 9) as usize]),
+                    _ => {
+                        let copy = bytes[at..].to_vec();
+                        bytes.extend_from_slice(&copy);
+                    }
+                }
+            }
+            if let Ok(parsed) = PopugDataUpdated::parse(&bytes) {
+                assert_eq!(parsed.version, 1);
+                assert!(!parsed.popug_id.trim().is_empty());
+                assert!(!parsed.id.is_empty());
+            }
+        }
     }
 }

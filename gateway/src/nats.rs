@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, AckKind, consumer, stream};
-use ates_db::{Db, to_micros};
+use ates_db::{Backend, Db, to_micros};
 use ates_events::outbox::{self, StoredEvent};
 use bytes::Bytes;
 use futures::StreamExt as _;
@@ -115,11 +115,64 @@ impl Backoff {
     }
 }
 
-/// Publishes the outbox, forever.
+/// Key of the PostgreSQL advisory lock held by the replica that relays.
+const RELAY_LOCK: i64 = 0x0A7E_5003;
+
+/// One relay at a time across replicas (PostgreSQL): the lock is a session lock on a
+/// connection the relay keeps, so it goes with the process, or with the connection. Without
+/// it the order would still hold within the broker's duplicate window, but a relay stalled
+/// longer than that window could publish an old event again.
+struct RelayLock {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+}
+
+impl RelayLock {
+    /// Whether this replica holds the lock now, taking it when it is free.
+    async fn hold(&mut self, db: &Db) -> Result<bool, sqlx::Error> {
+        if db.backend() == Backend::Sqlite {
+            return Ok(true);
+        }
+        if let Some(conn) = &mut self.conn {
+            if sqlx::query("SELECT 1").execute(&mut **conn).await.is_ok() {
+                return Ok(true);
+            }
+            // The connection, and the lock with it, is gone.
+            self.conn = None;
+        }
+        let mut conn = db.pool().acquire().await?;
+        let taken: i64 = sqlx::query_scalar(
+            "SELECT CAST(CASE WHEN pg_try_advisory_lock($1) THEN 1 ELSE 0 END AS BIGINT)",
+        )
+        .bind(RELAY_LOCK)
+        .fetch_one(&mut *conn)
+        .await?;
+        if taken == 1 {
+            tracing::info!("this replica relays the outbox to NATS");
+            self.conn = Some(conn);
+        }
+        Ok(taken == 1)
+    }
+}
+
+/// Publishes the outbox, forever (on one replica at a time).
 pub async fn relay(broker: Broker, js: jetstream::Context, db: Db) {
     let mut backoff = Backoff::new();
     let mut stream_ready = false;
+    let mut lock = RelayLock { conn: None };
     loop {
+        match lock.hold(&db).await {
+            Ok(true) => {}
+            Ok(false) => {
+                // Another replica relays; take over within a second of it stopping.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot take the relay lock; retrying");
+                backoff.wait().await;
+                continue;
+            }
+        }
         if !stream_ready {
             match broker.ensure_stream(&js).await {
                 Ok(()) => stream_ready = true,

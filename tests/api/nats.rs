@@ -442,3 +442,51 @@ async fn popug_data_updated_is_consumed_from_the_stream(database: TestDatabase) 
     );
     assert!(parked[0].2.contains("popug.renamed"), "{}", parked[0].2);
 }
+
+/// Two replicas on one PostgreSQL database: one relays at a time, and when it is killed the
+/// other takes over; the stream still holds every event once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replicas_relay_one_at_a_time_and_take_over() {
+    let Some(url) = nats_url() else { return };
+    let Some(database) = TestDatabase::postgres().await else {
+        return;
+    };
+    let names = Names::new();
+    let env = names.env(&url);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let client = reqwest::Client::new();
+    let crew = Crew::new();
+    let db = database.connect().await;
+    // The first replica takes the relay lock before the second starts: killing it later
+    // makes the second take over.
+    let first = Gateway::start_with(&database, &env);
+    let holders = "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 176050179 \
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let held: i64 = sqlx::query_scalar(holders)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        if held == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first replica never took the relay lock"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let second = Gateway::start_with(&database, &env);
+    business(&client, &first.url, &crew, 6).await;
+    business(&client, &second.url, &crew, 6).await;
+    assert_published_once_in_order(&url, &names, &db).await;
+    let held: i64 = sqlx::query_scalar(holders)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(held, 1, "one relay at a time");
+    first.kill();
+    business(&client, &second.url, &crew, 6).await;
+    assert_published_once_in_order(&url, &names, &db).await;
+}
