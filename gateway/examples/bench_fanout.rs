@@ -10,12 +10,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::{SinkExt as _, StreamExt as _};
-use gateway::{App, Config};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
-const SECRET: &str = "bench-secret";
 const POPUGS: usize = 200;
 const PER_POPUG: usize = 5;
 const RATE: u64 = 100;
@@ -31,25 +29,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn token(role: &str, i: usize) -> anyhow::Result<String> {
-    let now = Utc::now().timestamp();
-    let claims = json!({ "sub": format!("{role}-{i}"), "name": format!("{role} {i}"), "role": role, "iat": now, "exp": now + 3600 });
-    Ok(jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )?)
+    support::token(role, &format!("{role}-{i}"), &format!("{role} {i}"))
 }
 
 async fn bench(backend: &str, url: &str, data_dir: &std::path::Path) -> anyhow::Result<()> {
-    let mut config = Config::defaults()?;
-    config.database_url = Some(url.to_owned());
-    config.data_dir = data_dir.to_path_buf();
-    config.jwt_secret = Some(SECRET.into());
-    let app = App::build(&config).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let router = app.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let addr = support::serve(url, data_dir, |_| {}).await?;
     let endpoint = format!("http://{addr}/graphql");
     let client = reqwest::Client::new();
 

@@ -8,11 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use gateway::{App, Config};
 use serde_json::json;
 
-const SECRET: &str = "bench-secret";
 const ATTACKERS: usize = 32;
 const SECONDS: u64 = 20;
 
@@ -26,13 +23,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn token(role: &str, name: &str) -> anyhow::Result<String> {
-    let now = Utc::now().timestamp();
-    let claims = json!({ "sub": name, "name": name, "role": role, "iat": now, "exp": now + 3600 });
-    Ok(jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )?)
+    support::token(role, name, name)
 }
 
 /// The worst queries we know, each just over a limit (or cheap-looking and expensive).
@@ -91,15 +82,7 @@ fn worst() -> Vec<(&'static str, String)> {
 }
 
 async fn bench(backend: &str, url: &str, data_dir: &std::path::Path) -> anyhow::Result<()> {
-    let mut config = Config::defaults()?;
-    config.database_url = Some(url.to_owned());
-    config.data_dir = data_dir.to_path_buf();
-    config.jwt_secret = Some(SECRET.into());
-    let app = App::build(&config).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let router = app.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let addr = support::serve(url, data_dir, |_| {}).await?;
     let endpoint = format!("http://{addr}/graphql");
     let client = reqwest::Client::new();
     let attacker = token("worker", "attacker")?;

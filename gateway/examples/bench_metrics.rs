@@ -10,11 +10,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use gateway::{App, Config};
 use serde_json::json;
 
-const SECRET: &str = "bench-secret";
 const ROUNDS: usize = 10;
 const PER_ROUND: usize = 1000;
 const SCRAPES: usize = 200;
@@ -26,21 +23,6 @@ mod support;
 async fn main() -> anyhow::Result<()> {
     support::on_fresh_database(|backend, url, dir| async move { bench(backend, &url, &dir).await })
         .await
-}
-
-async fn start(url: &str, data_dir: &std::path::Path, metrics: bool) -> anyhow::Result<SocketAddr> {
-    let mut config = Config::defaults()?;
-    config.database_url = Some(url.to_owned());
-    config.data_dir = data_dir.to_path_buf();
-    config.jwt_secret = Some(SECRET.into());
-    config.mutations_per_second = 0;
-    config.metrics = metrics;
-    let app = App::build(&config).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let router = app.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    Ok(addr)
 }
 
 async fn round(
@@ -78,14 +60,13 @@ fn summary(took: &mut [Duration]) -> String {
 }
 
 async fn bench(backend: &str, url: &str, data_dir: &std::path::Path) -> anyhow::Result<()> {
-    let with = start(url, data_dir, true).await?;
-    let without = start(url, data_dir, false).await?;
-    let now = Utc::now().timestamp();
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &json!({ "sub": "bench", "name": "bench", "role": "worker", "iat": now, "exp": now + 3600 }),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )?;
+    let with = support::serve(url, data_dir, |config| config.mutations_per_second = 0).await?;
+    let without = support::serve(url, data_dir, |config| {
+        config.mutations_per_second = 0;
+        config.metrics = false;
+    })
+    .await?;
+    let token = support::token("worker", "bench", "bench")?;
     let client = reqwest::Client::new();
     // Warm both: connections, the popug replica, caches.
     let (mut warm, mut on, mut off) = (Vec::new(), Vec::new(), Vec::new());

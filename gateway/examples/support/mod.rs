@@ -1,9 +1,51 @@
 //! What the gateway's benchmarks share: a fresh database on the backend the command line names
 //! (`postgres://…/postgres` as the first argument: a new database on that server; none: a
-//! SQLite file in a temporary folder), removed again when the run ends.
+//! SQLite file in a temporary folder), removed again when the run ends; a gateway serving it
+//! on a port of its own; and tokens it accepts.
+
+// Each bench includes this module and uses part of it.
+#![allow(dead_code)]
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use gateway::{App, Config};
+use serde_json::json;
+
+/// The HS256 secret of the benchmarks' gateways.
+pub const SECRET: &str = "bench-secret";
+
+/// A token for popug `sub`, named `name`, with `role`, valid for an hour.
+pub fn token(role: &str, sub: &str, name: &str) -> anyhow::Result<String> {
+    let now = Utc::now().timestamp();
+    let claims = json!({ "sub": sub, "name": name, "role": role, "iat": now, "exp": now + 3600 });
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )?)
+}
+
+/// Starts a gateway on `url` (configured as `adjust` says) on 127.0.0.1:0; its address.
+pub async fn serve(
+    url: &str,
+    data_dir: &Path,
+    adjust: impl FnOnce(&mut Config),
+) -> anyhow::Result<SocketAddr> {
+    let mut config = Config::defaults()?;
+    config.database_url = Some(url.to_owned());
+    config.data_dir = data_dir.to_path_buf();
+    config.jwt_secret = Some(SECRET.into());
+    adjust(&mut config);
+    let app = App::build(&config).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let router = app.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Ok(addr)
+}
 
 /// Runs `bench(backend, url, data_dir)` on a fresh database, then drops it (PostgreSQL).
 pub async fn on_fresh_database<F, Fut>(bench: F) -> anyhow::Result<()>
