@@ -1,89 +1,164 @@
-//! The ledger: applies task events to prices, accounts and the audit log, once each.
+//! The ledger: applies task events to prices, accounts and the audit log, once each, many
+//! at a time.
 
 use std::collections::HashMap;
 
-use ates_db::{Db, to_micros};
-use ates_events::Contract;
-use ates_events::outbox::{self, StoredEvent};
-use ates_events::task::{TaskAssigned, TaskCompleted, TaskCreated};
-use chrono::{DateTime, Utc};
-use serde_json::Value;
+use ates_db::{Backend, Db, Value, to_micros};
+use ates_events::outbox::{self, Position, StoredEvent};
 use sqlx::AnyConnection;
 
 use crate::audit_log::{COLUMNS, LogRow};
-use crate::{AccountingError, EntryKind, LogEntry, LogFilter, LogPage, Prices};
+use crate::posting::{self, CONSUMER};
+use crate::{AccountingError, LogEntry, LogFilter, LogPage, Prices};
 
-/// The name under which accounting records its progress through the outbox.
-pub const CONSUMER: &str = "accounting";
+/// Key of the PostgreSQL advisory lock held by whoever posts to the ledger (the consumer of any
+/// replica, or a producer posting its own events): one posting transaction at a time, so two
+/// never wait for each other's rows in a circle, and a consumer never redoes another's batch.
+const POSTING_LOCK: i64 = 0x0A7E_5002;
 
-/// Events read from the outbox per round trip while catching up.
-const BATCH: i64 = 500;
+/// How long [`Ledger::catch_up`] waits for events that an older, still running transaction
+/// holds back.
+const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What one step of the consumer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Events applied (not applied before).
+    pub applied: usize,
+    /// The consumer's offset after the step.
+    pub offset: Position,
+    /// Whether the step read a full batch, so more may be waiting.
+    pub more: bool,
+}
 
 #[derive(Clone)]
 pub struct Ledger {
     db: Db,
+    batch: i64,
 }
 
 impl Ledger {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        // SQLite's one writer waits for a batch to commit: smaller batches keep the tracker's
+        // writes from queueing behind the ledger.
+        let batch = match db.backend() {
+            Backend::Postgres => 5_000,
+            Backend::Sqlite => 1_000,
+        };
+        Self { db, batch }
     }
 
-    /// Handles every outbox event past this consumer's offset, in outbox order, and returns how
+    /// Events read per transaction.
+    pub fn with_batch(mut self, batch: i64) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// Handles every outbox event committed before the call, in outbox order, and returns how
     /// many it applied. Stops at the first event it cannot handle, leaving it for a retry.
+    /// Events behind a transaction still running elsewhere are waited for, up to a bound.
     pub async fn catch_up(&self) -> Result<usize, AccountingError> {
+        let target = {
+            let mut conn = self.db.pool().acquire().await?;
+            outbox::last(&mut conn).await?
+        };
+        let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
         let mut applied = 0;
         loop {
-            let offset = self.offset().await?;
-            let mut conn = self.db.pool().acquire().await?;
-            let events = outbox::read_after(&mut conn, offset, BATCH).await?;
-            drop(conn);
-            if events.is_empty() {
+            let progress = self.step().await?;
+            applied += progress.applied;
+            if progress.more {
+                continue;
+            }
+            if progress.offset >= target || tokio::time::Instant::now() > deadline {
                 return Ok(applied);
             }
-            // Events accounting does not consume (its own payouts among them) only move the
-            // offset, once per batch rather than a transaction each.
-            let mut passed = None;
-            for event in &events {
-                if consumes(&event.event_type) {
-                    if self.handle(event).await? {
-                        applied += 1;
-                    }
-                } else {
-                    passed = Some(event.seq);
-                }
-            }
-            if let Some(seq) = passed {
-                let mut conn = self.db.pool().acquire().await?;
-                advance(&mut conn, seq).await?;
-            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
+    }
+
+    /// Applies the next batch of the outbox past this consumer's offset, in one transaction
+    /// with the offset's move.
+    pub async fn step(&self) -> Result<Progress, AccountingError> {
+        let mut tx = self.db.begin_write().await?;
+        self.lock(&mut tx).await?;
+        let offset = outbox::offset(&mut *tx, CONSUMER).await?;
+        let events = outbox::read_after(&mut tx, offset, self.batch).await?;
+        if events.is_empty() {
+            tx.rollback().await?;
+            return Ok(Progress {
+                applied: 0,
+                offset,
+                more: false,
+            });
+        }
+        let posted = posting::post(&mut tx, &events, self.db.now(), self.db.lock_rows()).await?;
+        let done = &events[..posted.through];
+        let offset = outbox::last_position(done).unwrap_or(offset);
+        outbox::advance(&mut *tx, CONSUMER, offset).await?;
+        tx.commit().await?;
+        if posted.through < events.len() {
+            // Stopped before an event it cannot read: the next step reports it.
+            return Ok(Progress {
+                applied: posted.applied,
+                offset,
+                more: true,
+            });
+        }
+        Ok(Progress {
+            applied: posted.applied,
+            offset,
+            more: events.len() as i64 == self.batch,
+        })
     }
 
     /// How far through the outbox this consumer is.
-    pub async fn offset(&self) -> Result<i64, AccountingError> {
+    pub async fn offset(&self) -> Result<Position, AccountingError> {
         Ok(outbox::offset(self.db.pool(), CONSUMER).await?)
     }
 
-    /// Applies one event, unless it was applied before; returns whether it applied it. The
-    /// record of handling, the effect and the offset commit together or not at all.
-    pub async fn handle(&self, event: &StoredEvent) -> Result<bool, AccountingError> {
+    /// The position of the last event the consumer may take now.
+    pub async fn outbox_end(&self) -> Result<Position, AccountingError> {
+        let mut conn = self.db.pool().acquire().await?;
+        Ok(outbox::end(&mut conn).await?)
+    }
+
+    /// Applies those of `events` not applied yet, now, without moving the consumer's offset:
+    /// for a producer that wants its own events in the ledger before it answers, while the
+    /// consumer is busy with older ones. The consumer finds them handled when it gets there.
+    /// How many it applied.
+    pub async fn post_now(&self, events: &[StoredEvent]) -> Result<usize, AccountingError> {
         let mut tx = self.db.begin_write().await?;
-        let fresh = sqlx::query(
-            "INSERT INTO handled_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(CONSUMER)
-        .bind(event.id.clone())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if fresh {
-            apply(&mut tx, event, self.db.now()).await?;
+        self.lock(&mut tx).await?;
+        let posted = posting::post(&mut tx, events, self.db.now(), self.db.lock_rows()).await?;
+        if posted.through < events.len() {
+            // Not a batch to apply in part: the caller asked for all of it.
+            let (_, stopped) = events.split_at(posted.through);
+            tx.rollback().await?;
+            return Err(AccountingError::Unreadable {
+                id: stopped[0].id.clone(),
+                event_type: stopped[0].event_type.clone(),
+                version: stopped[0].version,
+                reason: "the event cannot be read".into(),
+            });
         }
-        advance(&mut tx, event.seq).await?;
         tx.commit().await?;
-        Ok(fresh)
+        Ok(posted.applied)
+    }
+
+    /// Applies one event, unless it was applied before; whether it applied it.
+    pub async fn handle(&self, event: &StoredEvent) -> Result<bool, AccountingError> {
+        Ok(self.post_now(std::slice::from_ref(event)).await? == 1)
+    }
+
+    async fn lock(&self, conn: &mut AnyConnection) -> Result<(), AccountingError> {
+        if self.db.backend() == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(POSTING_LOCK)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Prices of the tasks that have them.
@@ -154,13 +229,10 @@ impl Ledger {
         let sql = format!(
             "SELECT {COLUMNS} FROM audit_log {filter_sql} ORDER BY seq {direction} LIMIT {limit}"
         );
-        let mut query = sqlx::query_as::<_, LogRow>(sqlx::AssertSqlSafe(sql));
-        for param in params.0 {
-            query = match param {
-                Param::Text(text) => query.bind(text),
-                Param::Int(int) => query.bind(int),
-            };
-        }
+        let query = ates_db::bind_all_as(
+            sqlx::query_as::<_, LogRow>(sqlx::AssertSqlSafe(sql)),
+            params.0,
+        );
         let mut rows: Vec<LogEntry> = query
             .fetch_all(self.db.pool())
             .await?
@@ -173,129 +245,23 @@ impl Ledger {
     }
 }
 
-enum Param {
-    Text(String),
-    Int(i64),
-}
-
 /// Parameters of a query built from optional conditions, numbered as they are added.
 #[derive(Default)]
-struct Params(Vec<Param>);
+struct Params(Vec<Value>);
 
 impl Params {
-    fn push(&mut self, param: Param) -> String {
-        self.0.push(param);
+    fn push(&mut self, value: Value) -> String {
+        self.0.push(value);
         format!("${}", self.0.len())
     }
 
     fn text(&mut self, value: &str) -> String {
-        self.push(Param::Text(value.to_owned()))
+        self.push(Value::from(value))
     }
 
     fn int(&mut self, value: i64) -> String {
-        self.push(Param::Int(value))
+        self.push(Value::Int(value))
     }
-}
-
-async fn apply(
-    conn: &mut AnyConnection,
-    event: &StoredEvent,
-    now: DateTime<Utc>,
-) -> Result<(), AccountingError> {
-    match event.event_type.as_str() {
-        TaskCreated::TYPE => {
-            let created: TaskCreated = read(event, TaskCreated::VERSION)?;
-            let prices = Prices::draw(&mut rand::rng());
-            sqlx::query(
-                "INSERT INTO task_prices (task_id, assign_fee, reward, priced_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (task_id) DO NOTHING",
-            )
-            .bind(created.task_id.clone())
-            .bind(prices.assign_fee)
-            .bind(prices.reward)
-            .bind(to_micros(now))
-            .execute(&mut *conn)
-            .await?;
-            let balance = balance(conn, &created.created_by).await?;
-            let entry = NewEntry {
-                event_id: &event.id,
-                kind: EntryKind::TaskCreated,
-                amount: 0,
-                balance_after: balance,
-                task_id: &created.task_id,
-                popug_id: &created.created_by,
-            };
-            entry.append(conn, now).await
-        }
-        TaskAssigned::TYPE => {
-            let assigned: TaskAssigned = read(event, TaskAssigned::VERSION)?;
-            let prices = prices_of(conn, &assigned.task_id).await?;
-            let balance = move_money(conn, &assigned.assignee_id, -prices.assign_fee).await?;
-            NewEntry {
-                event_id: &event.id,
-                kind: EntryKind::TaskAssigned,
-                amount: -prices.assign_fee,
-                balance_after: balance,
-                task_id: &assigned.task_id,
-                popug_id: &assigned.assignee_id,
-            }
-            .append(conn, now)
-            .await
-        }
-        TaskCompleted::TYPE => {
-            let completed: TaskCompleted = read(event, TaskCompleted::VERSION)?;
-            let prices = prices_of(conn, &completed.task_id).await?;
-            let balance = move_money(conn, &completed.completer_id, prices.reward).await?;
-            NewEntry {
-                event_id: &event.id,
-                kind: EntryKind::TaskCompleted,
-                amount: prices.reward,
-                balance_after: balance,
-                task_id: &completed.task_id,
-                popug_id: &completed.completer_id,
-            }
-            .append(conn, now)
-            .await
-        }
-        // Not an event accounting consumes.
-        _ => Ok(()),
-    }
-}
-
-/// Whether accounting does anything with events of this type.
-fn consumes(event_type: &str) -> bool {
-    [TaskCreated::TYPE, TaskAssigned::TYPE, TaskCompleted::TYPE].contains(&event_type)
-}
-
-/// Moves this consumer's offset forward to `seq`; never back.
-async fn advance(conn: &mut AnyConnection, seq: i64) -> Result<(), AccountingError> {
-    Ok(outbox::advance(&mut *conn, CONSUMER, seq).await?)
-}
-
-fn read<T: serde::de::DeserializeOwned>(
-    event: &StoredEvent,
-    version: i64,
-) -> Result<T, AccountingError> {
-    let unreadable = |reason: String| AccountingError::Unreadable {
-        id: event.id.clone(),
-        event_type: event.event_type.clone(),
-        version: event.version,
-        reason,
-    };
-    if event.version != version {
-        return Err(unreadable(format!("only version {version} is understood")));
-    }
-    serde_json::from_value(Value::clone(&event.payload)).map_err(|e| unreadable(e.to_string()))
-}
-
-async fn prices_of(conn: &mut AnyConnection, task_id: &str) -> Result<Prices, AccountingError> {
-    let row: Option<(i64, i64)> =
-        sqlx::query_as("SELECT assign_fee, reward FROM task_prices WHERE task_id = $1")
-            .bind(task_id.to_owned())
-            .fetch_optional(&mut *conn)
-            .await?;
-    let (assign_fee, reward) = row.ok_or_else(|| AccountingError::Unpriced(task_id.to_owned()))?;
-    Ok(Prices { assign_fee, reward })
 }
 
 async fn balance(conn: &mut AnyConnection, popug_id: &str) -> Result<i64, AccountingError> {
@@ -305,53 +271,4 @@ async fn balance(conn: &mut AnyConnection, popug_id: &str) -> Result<i64, Accoun
             .fetch_optional(&mut *conn)
             .await?;
     Ok(balance.unwrap_or(0))
-}
-
-/// Adds `amount` (signed) to the popug's account, opening it on first use; the new balance.
-async fn move_money(
-    conn: &mut AnyConnection,
-    popug_id: &str,
-    amount: i64,
-) -> Result<i64, AccountingError> {
-    Ok(sqlx::query_scalar(
-        "INSERT INTO accounts (popug_id, balance) VALUES ($1, $2) \
-         ON CONFLICT (popug_id) DO UPDATE SET balance = accounts.balance + excluded.balance \
-         RETURNING balance",
-    )
-    .bind(popug_id.to_owned())
-    .bind(amount)
-    .fetch_one(&mut *conn)
-    .await?)
-}
-
-struct NewEntry<'a> {
-    event_id: &'a str,
-    kind: EntryKind,
-    amount: i64,
-    balance_after: i64,
-    task_id: &'a str,
-    popug_id: &'a str,
-}
-
-impl NewEntry<'_> {
-    async fn append(
-        self,
-        conn: &mut AnyConnection,
-        logged_at: DateTime<Utc>,
-    ) -> Result<(), AccountingError> {
-        sqlx::query(
-            "INSERT INTO audit_log (event_id, kind, amount, balance_after, task_id, popug_id, logged_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(self.event_id.to_owned())
-        .bind(self.kind.as_str())
-        .bind(self.amount)
-        .bind(self.balance_after)
-        .bind(self.task_id.to_owned())
-        .bind(self.popug_id.to_owned())
-        .bind(to_micros(logged_at))
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
-    }
 }

@@ -11,6 +11,7 @@ mod error;
 mod figures;
 mod ledger;
 mod payday;
+mod posting;
 mod prices;
 mod queue;
 
@@ -18,7 +19,8 @@ pub use audit_log::{EntryKind, LogEntry, LogFilter, LogPage};
 pub use calendar::Calendar;
 pub use error::AccountingError;
 pub use figures::{Completion, DayFigures, Figures};
-pub use ledger::{CONSUMER, Ledger};
+pub use ledger::{Ledger, Progress};
 pub use payday::{DayClose, Payday};
+pub use posting::CONSUMER;
 pub use prices::Prices;
 pub use queue::{Mail, MailStatus, Payout, PayoutStatus, QueueFilter, Queues, Retry};

@@ -277,7 +277,8 @@ impl Payday {
         candidates: &[Candidate],
     ) -> Result<(), AccountingError> {
         let sql = format!(
-            "SELECT popug_id, balance FROM accounts WHERE popug_id IN ({}){}",
+            // In id order, as the ledger locks them, so neither waits for the other in a circle.
+            "SELECT popug_id, balance FROM accounts WHERE popug_id IN ({}) ORDER BY popug_id{}",
             placeholders(1, candidates.len()),
             self.db.lock_rows()
         );
@@ -437,7 +438,6 @@ impl Payday {
             moves,
         )
         .await?;
-        // Last: on PostgreSQL it serialises outbox writers until this transaction commits.
         outbox::append(conn, &events).await?;
         Ok(())
     }

@@ -115,9 +115,12 @@ impl Db {
                     if backend == Backend::Sqlite {
                         // WAL lets readers run beside the one writer; writers queue on the busy
                         // timeout instead of failing, because every write transaction takes the
-                        // write lock up front (`BEGIN IMMEDIATE`, see `begin_write`).
+                        // write lock up front (`BEGIN IMMEDIATE`, see `begin_write`). FULL
+                        // syncs the log at every commit: with NORMAL, WAL mode may lose the
+                        // last commits on a power cut, and with them a fee, a payout or an
+                        // event a client was already told about.
                         conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                              PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = ON;",
                         )
                         .await?;

@@ -1,4 +1,12 @@
-//! The transactional outbox: append inside the producer's transaction, read in `seq` order.
+//! The transactional outbox: append inside the producer's transaction, read in order.
+//!
+//! Consumers follow the outbox by [`Position`]: the id of the transaction that wrote a row,
+//! then its `seq`. On PostgreSQL identities are handed out before commit, in no commit order,
+//! so following `seq` alone could pass a row whose transaction commits later. Instead a
+//! consumer reads only the rows of transactions older than every transaction still running;
+//! those are all settled, and any transaction that commits later has a higher id, so the order
+//! never changes behind a consumer. Writers need not wait for each other to commit. SQLite has
+//! one writer at a time: `seq` is commit order there, and every row's xid is 0.
 
 use ates_db::{from_micros, to_micros};
 use chrono::{DateTime, Utc};
@@ -6,54 +14,84 @@ use sqlx::{AnyConnection, FromRow};
 
 use crate::NewEvent;
 
-/// Rows per INSERT: seven parameters each keeps a statement far below either backend's limit.
+/// Rows per INSERT: six parameters each keeps a statement far below either backend's limit.
 const CHUNK: usize = 500;
 
 /// PostgreSQL channel notified when a transaction that appended events commits.
 pub const NOTIFY_CHANNEL: &str = "ates_outbox";
 
-/// Key of the PostgreSQL advisory lock that orders outbox writers.
-const APPEND_LOCK: i64 = 0x0A7E_5001;
+/// The rows a consumer may read: on PostgreSQL, those of transactions older than every
+/// transaction still running.
+const SETTLED_PG: &str =
+    "xid < CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT)";
 
-/// Appends `events` in order, a few statements for any number of events.
-///
-/// Consumers follow `seq` and never look back, so a row must not become visible after a row
-/// with a higher `seq`. On PostgreSQL identities are handed out before commit, in no commit
-/// order; the transaction therefore takes a lock that it holds until it commits, so writers
-/// append (and commit) one after another. Call it last in the transaction: the lock is held
-/// from here to the commit. SQLite has one writer at a time already.
-pub async fn append(conn: &mut AnyConnection, events: &[NewEvent]) -> Result<(), sqlx::Error> {
-    if events.is_empty() {
-        return Ok(());
+/// A place in the outbox's order: events are consumed by increasing position.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    /// The writing transaction (PostgreSQL); 0 on SQLite and for rows older than positions.
+    pub xid: i64,
+    pub seq: i64,
+}
+
+/// An event as stored.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub xid: i64,
+    pub id: String,
+    pub event_type: String,
+    pub version: i64,
+    pub aggregate_id: String,
+    pub payload: serde_json::Value,
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl StoredEvent {
+    pub fn position(&self) -> Position {
+        Position {
+            xid: self.xid,
+            seq: self.seq,
+        }
     }
-    if conn.backend_name() == "PostgreSQL" {
+}
+
+/// Where a batch of events ends: the position of the last one.
+pub fn last_position(events: &[StoredEvent]) -> Option<Position> {
+    events.iter().map(StoredEvent::position).max()
+}
+
+fn is_postgres(conn: &AnyConnection) -> bool {
+    conn.backend_name() == "PostgreSQL"
+}
+
+/// Appends `events` in order, a few statements for any number of events, and returns them as
+/// stored (with their positions). On PostgreSQL the commit also notifies [`NOTIFY_CHANNEL`],
+/// so every replica's consumers wake.
+pub async fn append(
+    conn: &mut AnyConnection,
+    events: &[NewEvent],
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    if is_postgres(conn) {
         // The notification is delivered at commit, and only if the transaction commits.
-        sqlx::query("SELECT pg_advisory_xact_lock($1), pg_notify($2, '')")
-            .bind(APPEND_LOCK)
+        sqlx::query("SELECT pg_notify($1, '')")
             .bind(NOTIFY_CHANNEL)
             .execute(&mut *conn)
             .await?;
     }
+    let mut stored = Vec::with_capacity(events.len());
     for chunk in events.chunks(CHUNK) {
-        let mut sql = String::from(
-            "INSERT INTO outbox (id, event_type, version, aggregate_id, payload, occurred_at) VALUES ",
+        let sql = format!(
+            "INSERT INTO outbox (id, event_type, version, aggregate_id, payload, occurred_at) \
+             VALUES {} RETURNING id, seq, xid",
+            (0..chunk.len())
+                .map(|row| format!("({})", ates_db::placeholders(row * 6 + 1, 6)))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-        for i in 0..chunk.len() {
-            let p = i * 6;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6
-            ));
-        }
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut query = sqlx::query_as::<_, (String, i64, i64)>(sqlx::AssertSqlSafe(sql));
         for event in chunk {
             query = query
                 .bind(event.id.to_string())
@@ -63,26 +101,36 @@ pub async fn append(conn: &mut AnyConnection, events: &[NewEvent]) -> Result<(),
                 .bind(event.payload.to_string())
                 .bind(to_micros(event.occurred_at));
         }
-        query.execute(&mut *conn).await?;
+        let positions: std::collections::HashMap<String, (i64, i64)> = query
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .map(|(id, seq, xid)| (id, (seq, xid)))
+            .collect();
+        for event in chunk {
+            let id = event.id.to_string();
+            let (seq, xid) = *positions
+                .get(&id)
+                .ok_or_else(|| sqlx::Error::Protocol("the outbox did not return a row".into()))?;
+            stored.push(StoredEvent {
+                seq,
+                xid,
+                id,
+                event_type: event.event_type.to_owned(),
+                version: event.version,
+                aggregate_id: event.aggregate_id.clone(),
+                payload: event.payload.clone(),
+                occurred_at: event.occurred_at,
+            });
+        }
     }
-    Ok(())
-}
-
-/// An event as stored.
-#[derive(Debug, Clone)]
-pub struct StoredEvent {
-    pub seq: i64,
-    pub id: String,
-    pub event_type: String,
-    pub version: i64,
-    pub aggregate_id: String,
-    pub payload: serde_json::Value,
-    pub occurred_at: DateTime<Utc>,
+    Ok(stored)
 }
 
 #[derive(FromRow)]
 struct Row {
     seq: i64,
+    xid: i64,
     id: String,
     event_type: String,
     version: i64,
@@ -91,24 +139,34 @@ struct Row {
     occurred_at: i64,
 }
 
-/// Up to `limit` events after `after_seq`, oldest first.
+const COLUMNS: &str = "seq, xid, id, event_type, version, aggregate_id, payload, occurred_at";
+
+/// Up to `limit` events past `after` that a consumer may take, in order.
 pub async fn read_after(
     conn: &mut AnyConnection,
-    after_seq: i64,
+    after: Position,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT seq, id, event_type, version, aggregate_id, payload, occurred_at \
-         FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2",
-    )
-    .bind(after_seq)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
+    let settled = if is_postgres(conn) {
+        format!(" AND {SETTLED_PG}")
+    } else {
+        String::new()
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM outbox WHERE (xid, seq) > ($1, $2){settled} \
+         ORDER BY xid, seq LIMIT $3"
+    );
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(after.xid)
+        .bind(after.seq)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
     rows.into_iter()
         .map(|row| {
             Ok(StoredEvent {
                 seq: row.seq,
+                xid: row.xid,
                 id: row.id,
                 event_type: row.event_type,
                 version: row.version,
@@ -121,33 +179,102 @@ pub async fn read_after(
         .collect()
 }
 
-/// How far a consumer of the outbox has got: the `seq` of the last event it is done with.
-pub async fn offset<'e, E>(executor: E, consumer: &str) -> Result<i64, sqlx::Error>
+/// The position of the last event a consumer may take now: where a follower that wants only
+/// what comes next starts.
+pub async fn end(conn: &mut AnyConnection) -> Result<Position, sqlx::Error> {
+    let settled = if is_postgres(conn) {
+        format!("WHERE {SETTLED_PG} ")
+    } else {
+        String::new()
+    };
+    let sql = format!("SELECT xid, seq FROM outbox {settled}ORDER BY xid DESC, seq DESC LIMIT 1");
+    let last: Option<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(last.map_or_else(Position::default, |(xid, seq)| Position { xid, seq }))
+}
+
+/// The position of the last event committed, whether or not a consumer may take it yet (an
+/// older transaction may still be running).
+pub async fn last(conn: &mut AnyConnection) -> Result<Position, sqlx::Error> {
+    let last: Option<(i64, i64)> =
+        sqlx::query_as("SELECT xid, seq FROM outbox ORDER BY xid DESC, seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(last.map_or_else(Position::default, |(xid, seq)| Position { xid, seq }))
+}
+
+/// The position of the event numbered `seq`, for a subscriber that resumes after it. A number
+/// that names no event resumes after the last event numbered below it.
+pub async fn position_of(conn: &mut AnyConnection, seq: i64) -> Result<Position, sqlx::Error> {
+    let found: Option<(i64, i64)> =
+        sqlx::query_as("SELECT xid, seq FROM outbox WHERE seq <= $1 ORDER BY seq DESC LIMIT 1")
+            .bind(seq)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(found.map_or_else(Position::default, |(xid, seq)| Position { xid, seq }))
+}
+
+/// How many events lie past `after`, and when the oldest of them occurred.
+pub async fn backlog<'e, E>(
+    executor: E,
+    after: Position,
+) -> Result<(i64, Option<DateTime<Utc>>), sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let offset: Option<i64> =
-        sqlx::query_scalar("SELECT last_seq FROM consumer_offsets WHERE consumer = $1")
+    let (count, oldest): (i64, Option<i64>) =
+        sqlx::query_as("SELECT COUNT(*), MIN(occurred_at) FROM outbox WHERE (xid, seq) > ($1, $2)")
+            .bind(after.xid)
+            .bind(after.seq)
+            .fetch_one(executor)
+            .await?;
+    Ok((count, oldest.map(from_micros)))
+}
+
+/// How far a consumer of the outbox has got: the position of the last event it is done with.
+pub async fn offset<'e, E>(executor: E, consumer: &str) -> Result<Position, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let offset: Option<(i64, i64)> =
+        sqlx::query_as("SELECT last_xid, last_seq FROM consumer_offsets WHERE consumer = $1")
             .bind(consumer)
             .fetch_optional(executor)
             .await?;
-    Ok(offset.unwrap_or(0))
+    Ok(offset.map_or_else(Position::default, |(xid, seq)| Position { xid, seq }))
 }
 
-/// Moves a consumer's offset forward to `seq`; never back, so consumers racing on several
+/// Moves a consumer's offset forward to `to`; never back, so consumers racing on several
 /// replicas cannot undo each other's progress.
-pub async fn advance<'e, E>(executor: E, consumer: &str, seq: i64) -> Result<(), sqlx::Error>
+pub async fn advance<'e, E>(executor: E, consumer: &str, to: Position) -> Result<(), sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     sqlx::query(
-        "INSERT INTO consumer_offsets (consumer, last_seq) VALUES ($1, $2) \
-         ON CONFLICT (consumer) DO UPDATE SET last_seq = excluded.last_seq \
-         WHERE consumer_offsets.last_seq < excluded.last_seq",
+        "INSERT INTO consumer_offsets (consumer, last_xid, last_seq) VALUES ($1, $2, $3) \
+         ON CONFLICT (consumer) DO UPDATE SET last_xid = excluded.last_xid, last_seq = excluded.last_seq \
+         WHERE (consumer_offsets.last_xid, consumer_offsets.last_seq) < (excluded.last_xid, excluded.last_seq)",
     )
     .bind(consumer)
-    .bind(seq)
+    .bind(to.xid)
+    .bind(to.seq)
     .execute(executor)
     .await?;
     Ok(())
+}
+
+/// What a producer's committed transaction did, and the events it wrote: whoever waits for
+/// their effects (the ledger, subscribers) knows which they are and where they lie.
+#[derive(Debug, Clone)]
+pub struct Committed<T> {
+    pub value: T,
+    pub events: Vec<StoredEvent>,
+}
+
+impl<T> Committed<T> {
+    /// The position of the last event written; `None` when none was.
+    pub fn position(&self) -> Option<Position> {
+        last_position(&self.events)
+    }
 }

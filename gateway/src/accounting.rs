@@ -1,29 +1,31 @@
 //! Runs the accounting consumer inside the gateway.
 //!
-//! The outbox is the truth: a pass reads every event past the consumer's offset and applies it
-//! once. Passes run on a timer (which also picks up events written by other replicas, or left
-//! over by a crash) and on request, so a mutation can wait until its own events are in the
-//! ledger before it answers.
+//! The outbox is the truth: the consumer applies it in order, a batch per transaction, on a
+//! timer (which also picks up events written by other replicas, or left over by a crash) and
+//! whenever it is woken. A mutation waits only for its own events: until the consumer's offset
+//! has passed them, or, when the consumer is busy with a backlog (a large shuffle), it posts
+//! them itself; the consumer finds them handled when it gets there.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use accounting_domain::Ledger;
+use accounting_domain::{AccountingError, Ledger};
+use ates_events::outbox::{Position, StoredEvent, last_position};
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
-/// How often a pass runs when nobody asks for one.
+/// How often the consumer looks at the outbox when nobody wakes it.
 const POLL: Duration = Duration::from_millis(500);
-/// How long a mutation waits for accounting before it answers anyway.
+/// How long a mutation waits for the consumer before it posts its own events.
+const QUICK: Duration = Duration::from_millis(100);
+/// How long a mutation waits for accounting in all before it answers anyway.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Accounting {
     ledger: Ledger,
     wake: Notify,
-    /// Number of the latest pass that began.
-    started: AtomicU64,
-    /// Number of the latest pass that finished with nothing left to handle.
-    finished: watch::Sender<u64>,
+    /// The consumer's offset as last seen: every event up to it is in the ledger.
+    applied: watch::Sender<Position>,
 }
 
 impl Accounting {
@@ -32,14 +34,13 @@ impl Accounting {
         let accounting = Arc::new(Self {
             ledger,
             wake: Notify::new(),
-            started: AtomicU64::new(0),
-            finished: watch::Sender::new(0),
+            applied: watch::Sender::new(Position::default()),
         });
         tokio::spawn(Arc::clone(&accounting).run());
         accounting
     }
 
-    /// Asks for a pass soon, without waiting for it.
+    /// Asks for a step soon, without waiting for it.
     pub fn wake(&self) {
         self.wake.notify_one();
     }
@@ -51,20 +52,27 @@ impl Accounting {
     async fn run(self: Arc<Self>) {
         let mut failures = 0u32;
         loop {
-            let pass = self.started.fetch_add(1, Ordering::SeqCst) + 1;
-            match self.ledger.catch_up().await {
-                Ok(applied) => {
+            match self.ledger.step().await {
+                Ok(progress) => {
                     failures = 0;
-                    if applied > 0 {
-                        tracing::debug!(applied, "accounting caught up");
+                    if progress.applied > 0 {
+                        tracing::debug!(applied = progress.applied, "accounting applied a batch");
                     }
-                    self.finished.send_replace(pass);
+                    self.applied.send_if_modified(|applied| {
+                        let moved = progress.offset > *applied;
+                        if moved {
+                            *applied = progress.offset;
+                        }
+                        moved
+                    });
+                    if progress.more {
+                        continue;
+                    }
                 }
                 Err(error) => {
                     failures = failures.saturating_add(1);
-                    tracing::error!(%error, source = ?std::error::Error::source(&error), "accounting pass failed; retrying");
-                    let backoff = POLL * 2u32.saturating_pow(failures.min(5));
-                    tokio::time::sleep(backoff).await;
+                    tracing::error!(%error, source = ?std::error::Error::source(&error), "accounting step failed; retrying");
+                    tokio::time::sleep(POLL * 2u32.saturating_pow(failures.min(5))).await;
                     continue;
                 }
             }
@@ -75,16 +83,56 @@ impl Accounting {
         }
     }
 
-    /// Waits until a pass that began after this call has finished, so everything committed
-    /// before the call is in the ledger; gives up quietly after a bound.
-    pub async fn settle(&self) {
-        let target = self.started.load(Ordering::SeqCst) + 1;
-        let mut finished = self.finished.subscribe();
-        self.wake.notify_one();
-        let waited =
-            tokio::time::timeout(SETTLE_TIMEOUT, finished.wait_for(|pass| *pass >= target)).await;
-        if waited.is_err() {
-            tracing::warn!("accounting did not catch up within {SETTLE_TIMEOUT:?}");
+    /// Waits until the consumer has passed `position`, at most until `deadline`; whether it
+    /// has.
+    async fn passed(&self, position: Position, deadline: Instant) -> bool {
+        let mut applied = self.applied.subscribe();
+        tokio::time::timeout_at(deadline, applied.wait_for(|at| *at >= position))
+            .await
+            .is_ok_and(|seen| seen.is_ok())
+    }
+
+    /// After a producer committed `events`: returns once they are in the ledger, or when the
+    /// bound runs out (false, logged), so that the answer can say accounting is behind.
+    pub async fn settle(&self, events: &[StoredEvent]) -> bool {
+        let Some(position) = last_position(events) else {
+            return true;
+        };
+        self.wake();
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        if self.passed(position, Instant::now() + QUICK).await {
+            return true;
+        }
+        // The consumer is busy with older events: post these now. Posting them out of the
+        // outbox's order moves nobody's money twice; only events that need an older one (a
+        // completion whose task is not priced yet) must wait for the consumer after all.
+        match self.ledger.post_now(events).await {
+            Ok(_) => return true,
+            Err(AccountingError::Unpriced(task)) => {
+                tracing::debug!(%task, "waiting for accounting to price the task");
+            }
+            Err(error) => {
+                tracing::warn!(%error, source = ?std::error::Error::source(&error), "posting a mutation's own events failed; waiting for the consumer");
+            }
+        }
+        let settled = self.passed(position, deadline).await;
+        if !settled {
+            tracing::warn!("accounting did not take a mutation's events within {SETTLE_TIMEOUT:?}");
+        }
+        settled
+    }
+
+    /// Waits (at most `within`) until everything committed before the call is in the ledger:
+    /// for a reader that found a task accounting has not priced yet.
+    pub async fn catch_up_to_now(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        self.wake();
+        match self.ledger.outbox_end().await {
+            Ok(end) => self.passed(end, deadline).await,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the end of the outbox");
+                false
+            }
         }
     }
 }

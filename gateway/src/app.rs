@@ -82,24 +82,34 @@ impl App {
         let calendar = calendar(config)?;
         let db = connect(config).await?;
         db.migrate().await?;
-        let accounting = Accounting::spawn(Ledger::new(db.clone()));
+        let mut ledger = Ledger::new(db.clone());
+        if config.ledger_batch > 0 {
+            ledger = ledger.with_batch(config.ledger_batch);
+        }
+        let accounting = Accounting::spawn(ledger);
         let feed = Feed::start(db.clone(), config.feed_capacity).await?;
         let revocations = Revocations::new();
+        let popugs = Popugs::new(db.clone());
         if db.backend() == Backend::Postgres {
             // Commits of other replicas wake this one's accounting and subscribers at once,
-            // and end the sessions of popugs they deactivated.
+            // make it forget the popugs they changed, and end the sessions of popugs they
+            // deactivated.
             let (accounting, feed) = (Arc::clone(&accounting), Arc::clone(&feed));
+            let (changed, reconnected) = (popugs.clone(), popugs.clone());
             let revoked = revocations.clone();
             tokio::spawn(feed::listen_for_commits(
                 config.database_url(),
-                move || {
-                    accounting.wake();
-                    feed.wake();
+                feed::CommitListeners {
+                    appended: Box::new(move || {
+                        accounting.wake();
+                        feed.wake();
+                    }),
+                    popug_changed: Box::new(move |id| changed.forget(id)),
+                    popug_revoked: Box::new(move |id| revoked.revoke(id)),
+                    connected: Box::new(move || reconnected.forget_all()),
                 },
-                move |popug_id| revoked.revoke(popug_id),
             ));
         }
-        let popugs = Popugs::new(db.clone());
         let auth_events = AuthEvents::new(popugs.clone(), revocations.clone());
         if config.metrics {
             crate::metrics::handle();
@@ -118,7 +128,7 @@ impl App {
             Duration::from_secs(config.close_check_secs.max(1)),
         );
         let services = Services {
-            tracker: Tracker::new(db.clone()),
+            tracker: Tracker::new(db.clone()).with_replica(popugs.clone()),
             popugs,
             accounting,
             feed,

@@ -161,6 +161,11 @@ pub struct Config {
     #[arg(long, env = "ATES_CLOSE_BATCH", default_value_t = 1000)]
     pub close_batch: i64,
 
+    /// Outbox events accounting applies per transaction; 0 chooses by backend (5000 on
+    /// PostgreSQL, 1000 on SQLite, whose one writer waits for each batch).
+    #[arg(long, env = "ATES_LEDGER_BATCH", default_value_t = 0)]
+    pub ledger_batch: i64,
+
     /// Where payouts are sent (HTTP POST, the payout id as `Idempotency-Key`); with none, the
     /// company's own ledger records them as paid.
     #[arg(long, env = "ATES_PAYMENT_URL")]
@@ -334,6 +339,7 @@ impl Config {
             ),
             ("close_check_secs", self.close_check_secs.to_string()),
             ("close_batch", self.close_batch.to_string()),
+            ("ledger_batch", self.ledger_batch.to_string()),
             (
                 "payment_url",
                 self.payment_url.as_deref().map_or_else(

@@ -3,15 +3,15 @@
 //! The outbox is the truth; this follows it by sequence number and fans each event out on a
 //! bounded broadcast channel. It wakes when told (a local commit, or PostgreSQL's NOTIFY from
 //! another replica) and on a timer, so a wake-up lost while a listener reconnects delays an
-//! event by at most the poll interval and never loses it. Since the outbox's writers commit in
-//! `seq` order, following `seq` sees every event once, in commit order.
+//! event by at most the poll interval and never loses it. Following the outbox's positions
+//! sees every event once, in an order that never changes behind the feed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ates_db::Db;
 use ates_events::Contract as _;
-use ates_events::outbox::{self, StoredEvent};
+use ates_events::outbox::{self, Position, StoredEvent};
 use ates_events::task::{TaskAssigned, TaskCompleted};
 use tokio::sync::{Notify, broadcast, watch};
 
@@ -23,8 +23,8 @@ const BATCH: i64 = 500;
 pub struct Feed {
     db: Db,
     events: broadcast::Sender<Arc<StoredEvent>>,
-    /// The last sequence number fanned out.
-    position: watch::Sender<i64>,
+    /// The position of the last event fanned out.
+    position: watch::Sender<Position>,
     wake: Notify,
 }
 
@@ -32,21 +32,22 @@ impl Feed {
     /// Starts following the outbox from its current end. `capacity` bounds how far a
     /// subscriber may fall behind before it is told to resume.
     pub async fn start(db: Db, capacity: usize) -> Result<Arc<Self>, sqlx::Error> {
-        let end: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM outbox")
-            .fetch_one(db.pool())
-            .await?;
+        let end = {
+            let mut conn = db.pool().acquire().await?;
+            outbox::end(&mut conn).await?
+        };
         let feed = Arc::new(Self {
             db,
             events: broadcast::Sender::new(capacity),
-            position: watch::Sender::new(end.unwrap_or(0)),
+            position: watch::Sender::new(end),
             wake: Notify::new(),
         });
         tokio::spawn(Arc::clone(&feed).run());
         Ok(feed)
     }
 
-    /// A receiver of every event after the returned sequence number.
-    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<StoredEvent>>, i64) {
+    /// A receiver of every event after the returned position.
+    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<StoredEvent>>, Position) {
         let receiver = self.events.subscribe();
         (receiver, *self.position.borrow())
     }
@@ -81,40 +82,55 @@ impl Feed {
         drop(conn);
         let full = batch.len() as i64 == BATCH;
         for event in batch {
-            let seq = event.seq;
+            let position = event.position();
             // Subscribers hear of assignments and completions; a day close's thousands of
             // payouts must not push them out of the channel.
             if [TaskAssigned::TYPE, TaskCompleted::TYPE].contains(&event.event_type.as_str()) {
                 // No receivers is fine: nobody is subscribed.
                 let _ = self.events.send(Arc::new(event));
             }
-            self.position.send_replace(seq);
+            self.position.send_replace(position);
         }
         Ok(full)
     }
 }
 
-/// Wakes the feed and the accounting consumer when another replica commits events (PostgreSQL
-/// NOTIFY on the channel the outbox writes to), and passes on the popugs whose sessions a
-/// commit revoked. Reconnects by itself; the pollers cover the gap.
-pub async fn listen_for_commits(
-    url: String,
-    wake: impl Fn() + Send + 'static,
-    revoked: impl Fn(&str) + Send + 'static,
-) {
+/// What another replica's commits tell this one, through PostgreSQL `NOTIFY`.
+pub struct CommitListeners {
+    /// Events were appended: wake the feed and the accounting consumer.
+    pub appended: Box<dyn Fn() + Send>,
+    /// A popug changed: forget what is kept of it in memory.
+    pub popug_changed: Box<dyn Fn(&str) + Send>,
+    /// A popug's sessions must end.
+    pub popug_revoked: Box<dyn Fn(&str) + Send>,
+    /// The listener (re)connected: whatever was notified meanwhile is lost.
+    pub connected: Box<dyn Fn() + Send>,
+}
+
+/// Listens for other replicas' commits and passes them on. Reconnects by itself; the pollers
+/// (and forgetting every popug kept in memory) cover the gap.
+pub async fn listen_for_commits(url: String, listeners: CommitListeners) {
     loop {
         match sqlx::postgres::PgListener::connect(&url).await {
             Ok(mut listener) => {
-                let channels = [outbox::NOTIFY_CHANNEL, task_domain::REVOKED_CHANNEL];
+                let channels = [
+                    outbox::NOTIFY_CHANNEL,
+                    task_domain::CHANGED_CHANNEL,
+                    task_domain::REVOKED_CHANNEL,
+                ];
                 if let Err(error) = listener.listen_all(channels).await {
                     tracing::warn!(%error, "LISTEN failed");
                 } else {
+                    (listeners.connected)();
                     loop {
                         match listener.recv().await {
-                            Ok(note) if note.channel() == task_domain::REVOKED_CHANNEL => {
-                                revoked(note.payload())
+                            Ok(note) if note.channel() == task_domain::CHANGED_CHANNEL => {
+                                (listeners.popug_changed)(note.payload())
                             }
-                            Ok(_) => wake(),
+                            Ok(note) if note.channel() == task_domain::REVOKED_CHANNEL => {
+                                (listeners.popug_revoked)(note.payload())
+                            }
+                            Ok(_) => (listeners.appended)(),
                             Err(error) => {
                                 tracing::warn!(%error, "lost the LISTEN connection");
                                 break;

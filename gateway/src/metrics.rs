@@ -8,13 +8,12 @@ use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use ates_db::{Db, from_micros};
+use ates_db::Db;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use serde_json::Value;
 
 use crate::app::AppState;
 
@@ -101,17 +100,13 @@ pub fn leading_operation_name(query: &str) -> Option<&str> {
 }
 
 /// Records one GraphQL request over HTTP from its answer.
-pub fn record_request(operation: Option<&str>, status: StatusCode, body: &Value, took: Duration) {
+pub fn record_request(
+    operation: Option<&str>,
+    status: StatusCode,
+    codes: &[String],
+    took: Duration,
+) {
     let operation = operation_label(operation);
-    let codes: Vec<&str> = body["errors"]
-        .as_array()
-        .map(|errors| {
-            errors
-                .iter()
-                .map(|e| e["extensions"]["code"].as_str().unwrap_or("UNKNOWN"))
-                .collect()
-        })
-        .unwrap_or_default();
     let outcome = if !status.is_success() {
         "refused"
     } else if codes.is_empty() {
@@ -122,7 +117,7 @@ pub fn record_request(operation: Option<&str>, status: StatusCode, body: &Value,
     counter!(REQUESTS, "operation" => operation.clone(), "outcome" => outcome).increment(1);
     histogram!(DURATION, "operation" => operation).record(took.as_secs_f64());
     for code in codes {
-        counter!(ERRORS, "code" => code.to_owned()).increment(1);
+        counter!(ERRORS, "code" => code.clone()).increment(1);
     }
 }
 
@@ -154,15 +149,10 @@ async fn read_database(db: &Db, relay: bool) -> Result<(), sqlx::Error> {
     }
     let now = db.now();
     for consumer in consumers {
-        let (waiting, oldest): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT COUNT(*), MIN(occurred_at) FROM outbox \
-             WHERE seq > COALESCE((SELECT last_seq FROM consumer_offsets WHERE consumer = $1), 0)",
-        )
-        .bind(consumer)
-        .fetch_one(pool)
-        .await?;
+        let offset = ates_events::outbox::offset(pool, consumer).await?;
+        let (waiting, oldest) = ates_events::outbox::backlog(pool, offset).await?;
         let age = oldest.map_or(0.0, |at| {
-            (now - from_micros(at)).num_milliseconds().max(0) as f64 / 1000.0
+            (now - at).num_milliseconds().max(0) as f64 / 1000.0
         });
         gauge!("ates_outbox_waiting_events", "consumer" => consumer).set(waiting as f64);
         gauge!("ates_outbox_oldest_waiting_seconds", "consumer" => consumer).set(age);

@@ -219,7 +219,7 @@ pub async fn relay_batch(
     .await;
     // Whatever was acknowledged is saved, even when the batch stopped half-way.
     if published > 0 {
-        outbox::advance(db.pool(), RELAY, events[published - 1].seq).await?;
+        outbox::advance(db.pool(), RELAY, events[published - 1].position()).await?;
     }
     result.map(|()| published)
 }

@@ -50,7 +50,7 @@ async fn bench(backend: &str, url: &str, tasks: usize, runs: usize) -> anyhow::R
     let mut times: Vec<Duration> = Vec::with_capacity(runs);
     for _ in 0..runs {
         let started = Instant::now();
-        let outcome = tracker.shuffle(&manager).await?;
+        let outcome = tracker.shuffle(&manager).await?.value;
         times.push(started.elapsed());
         anyhow::ensure!(
             outcome.reassigned == tasks,

@@ -6,11 +6,16 @@
 mod error;
 mod page;
 mod popug;
+mod recent;
 mod task;
 mod tracker;
 
 pub use error::TaskError;
 pub use page::{Page, PageRequest};
-pub use popug::{Actor, EventOutcome, Popug, PopugClaims, PopugId, Popugs, REVOKED_CHANNEL, Role};
+pub use popug::{
+    Actor, CHANGED_CHANNEL, EventOutcome, Popug, PopugClaims, PopugId, Popugs, REVOKED_CHANNEL,
+    Role,
+};
+pub use recent::TTL as POPUG_MEMORY;
 pub use task::{NewTask, Task, TaskFilter, TaskId, TaskStatus};
 pub use tracker::{ShuffleOutcome, Tracker};

@@ -1,12 +1,14 @@
 //! The replica of the auth service's popugs that assignment needs.
 
 use std::fmt;
+use std::sync::Arc;
 
-use ates_db::{Backend, Db, to_micros};
+use ates_db::{Backend, Db, Value, to_micros};
 use ates_events::auth::{PopugChange, PopugDataUpdated};
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
+use crate::recent::Recent;
 use crate::{Page, PageRequest, TaskError};
 
 /// A popug's id: the `sub` the auth service gives it.
@@ -94,9 +96,9 @@ pub struct PopugClaims {
     pub issued_at: DateTime<Utc>,
 }
 
-#[derive(FromRow)]
+#[derive(FromRow, Clone)]
 pub(crate) struct PopugRow {
-    id: String,
+    pub(crate) id: String,
     name: String,
     email: Option<String>,
     role: String,
@@ -117,6 +119,10 @@ impl From<PopugRow> for Popug {
 }
 
 const COLUMNS: &str = "id, name, email, role, changed_at, deactivated_at";
+
+/// PostgreSQL channel told the id of every popug the replica changed, when the change commits:
+/// every gateway forgets what it kept in memory of that popug.
+pub const CHANGED_CHANNEL: &str = "ates_popug_changed";
 
 /// PostgreSQL channel told the id of a popug whose sessions must end (deactivated, or a new
 /// role), when the change commits: every replica closes that popug's WebSockets.
@@ -148,11 +154,53 @@ impl EventOutcome {
 #[derive(Clone)]
 pub struct Popugs {
     db: Db,
+    recent: Arc<Recent>,
 }
 
 impl Popugs {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            recent: Arc::default(),
+        }
+    }
+
+    /// Forgets what this gateway kept in memory of a popug: another gateway changed it.
+    pub fn forget(&self, id: &str) {
+        self.recent.forget(id);
+    }
+
+    /// Forgets every popug kept in memory: news of changes may have been missed.
+    pub fn forget_all(&self) {
+        self.recent.forget_all();
+    }
+
+    /// The row of a popug, from memory when it was read lately.
+    async fn recent_row(&self, id: &PopugId) -> Result<Option<PopugRow>, TaskError> {
+        if let Some(row) = self.recent.get(&id.0) {
+            return Ok(Some(row));
+        }
+        let generation = self.recent.generation();
+        let row = self.row(id).await?;
+        if let Some(row) = &row {
+            self.recent.keep(generation, [row.clone()]);
+        }
+        Ok(row)
+    }
+
+    /// The popugs a task may be given to: active, and neither admin nor manager. From memory
+    /// when read lately; a caller that finds the choice refused asks again with `fresh`.
+    pub(crate) async fn assignable(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        fresh: bool,
+    ) -> Result<Arc<Vec<PopugId>>, TaskError> {
+        if !fresh && let Some(ids) = self.recent.assignable() {
+            return Ok(ids);
+        }
+        let generation = self.recent.generation();
+        let ids = assignable(conn).await?;
+        Ok(self.recent.keep_assignable(generation, ids))
     }
 
     /// Makes the replica agree with fresh claims and returns the popug as the replica now has
@@ -161,7 +209,7 @@ impl Popugs {
     /// A popug whose claims did not change costs one read.
     pub async fn sync(&self, claims: &PopugClaims) -> Result<Popug, TaskError> {
         let issued = to_micros(claims.issued_at);
-        let current = self.row(&claims.id).await?;
+        let current = self.recent_row(&claims.id).await?;
         match current {
             Some(row) if !is_refresh(&row, claims, issued) => {
                 if row.deactivated_at.is_some() {
@@ -171,7 +219,8 @@ impl Popugs {
             }
             _ => {}
         }
-        sqlx::query(
+        let mut tx = self.db.begin_write().await?;
+        let changed = sqlx::query(
             "INSERT INTO popugs (id, name, email, role, changed_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email, \
              role = excluded.role, changed_at = excluded.changed_at \
@@ -182,10 +231,17 @@ impl Popugs {
         .bind(claims.email.clone())
         .bind(claims.role.as_str())
         .bind(issued)
-        .execute(self.db.pool())
-        .await?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if changed {
+            self.notify_changed(&mut tx, &claims.id).await?;
+        }
+        tx.commit().await?;
+        self.recent.forget(&claims.id.0);
         let popug: Popug = self
-            .row(&claims.id)
+            .recent_row(&claims.id)
             .await?
             .ok_or_else(|| TaskError::NotFound(claims.id.0.clone()))?
             .into();
@@ -282,6 +338,9 @@ impl Popugs {
             // Another replica handled the same event since the check above.
             return Ok(EventOutcome::Duplicate);
         }
+        if changed {
+            self.notify_changed(&mut tx, &id).await?;
+        }
         if revoked && self.db.backend() == Backend::Postgres {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(REVOKED_CHANNEL)
@@ -290,6 +349,7 @@ impl Popugs {
                 .await?;
         }
         tx.commit().await?;
+        self.recent.forget(&id.0);
         Ok(if changed {
             EventOutcome::Applied { revoked }
         } else {
@@ -309,30 +369,75 @@ impl Popugs {
         Ok(self.row(id).await?.map(Popug::from))
     }
 
-    /// The popugs with these ids, in no particular order; unknown ids are left out.
+    /// The popugs with these ids, in no particular order; unknown ids are left out. Those
+    /// read lately come from memory.
     pub async fn by_ids(&self, ids: &[PopugId]) -> Result<Vec<Popug>, TaskError> {
-        let keys: Vec<String> = ids.iter().map(|id| id.0.clone()).collect();
+        let mut found = Vec::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        for id in ids {
+            match self.recent.get(&id.0) {
+                Some(row) => found.push(Popug::from(row)),
+                None => missing.push(id.0.clone()),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let generation = self.recent.generation();
         let select = format!("SELECT {COLUMNS} FROM popugs WHERE id IN");
-        let rows: Vec<PopugRow> = ates_db::fetch_in(self.db.pool(), &select, &keys).await?;
-        Ok(rows.into_iter().map(Popug::from).collect())
+        let rows: Vec<PopugRow> = ates_db::fetch_in(self.db.pool(), &select, &missing).await?;
+        self.recent.keep(generation, rows.iter().cloned());
+        found.extend(rows.into_iter().map(Popug::from));
+        Ok(found)
     }
 
-    /// Popugs ordered by id, optionally of one role.
+    /// Tells the other gateways, at commit, that this popug changed.
+    async fn notify_changed(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        id: &PopugId,
+    ) -> Result<(), TaskError> {
+        if self.db.backend() == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANGED_CHANNEL)
+                .bind(id.0.clone())
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Popugs ordered by id, optionally of one role: the statement names only the filters
+    /// given, so each shape walks one index in order (`popugs_by_role`, or the primary key).
     pub async fn list(
         &self,
         role: Option<Role>,
         page: &PageRequest,
     ) -> Result<Page<Popug>, TaskError> {
+        let mut values = Vec::new();
+        let mut conditions = Vec::new();
+        if let Some(role) = role {
+            values.push(Value::from(role.as_str()));
+            conditions.push(format!("role = ${}", values.len()));
+        }
+        if let Some(after) = &page.after {
+            values.push(Value::from(after.as_str()));
+            conditions.push(format!("id > ${}", values.len()));
+        }
+        let filter_sql = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {} ", conditions.join(" AND "))
+        };
+        values.push(Value::Int(page.first as i64 + 1));
         let sql = format!(
-            "SELECT {COLUMNS} FROM popugs WHERE ($1 IS NULL OR role = $1) AND ($2 IS NULL OR id > $2) \
-             ORDER BY id LIMIT $3"
+            "SELECT {COLUMNS} FROM popugs {filter_sql}ORDER BY id LIMIT ${}",
+            values.len()
         );
-        let rows: Vec<PopugRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(role.map(Role::as_str))
-            .bind(page.after.clone())
-            .bind(page.first as i64 + 1)
-            .fetch_all(self.db.pool())
-            .await?;
+        let rows: Vec<PopugRow> =
+            ates_db::bind_all_as(sqlx::query_as(sqlx::AssertSqlSafe(sql)), values)
+                .fetch_all(self.db.pool())
+                .await?;
         Ok(Page::from_overfetch(
             rows.into_iter().map(Popug::from).collect(),
             page.first,
@@ -345,4 +450,14 @@ fn is_refresh(row: &PopugRow, claims: &PopugClaims, issued: i64) -> bool {
         || row.email != claims.email
         || Role::from_claim(&row.role) != claims.role;
     differs && issued > row.changed_at && row.deactivated_at.is_none()
+}
+
+/// Every popug a task may be given to, read from the database.
+pub(crate) async fn assignable(conn: &mut sqlx::AnyConnection) -> Result<Vec<PopugId>, TaskError> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM popugs WHERE deactivated_at IS NULL AND role NOT IN ('admin', 'manager') ORDER BY id",
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(ids.into_iter().map(PopugId).collect())
 }

@@ -1,15 +1,18 @@
 //! The task tracker's processes: New Task, Complete Task, Shuffle Tasks.
 
-use ates_db::{Db, to_micros};
+use ates_db::{Db, Value, to_micros};
+use ates_events::NewEvent;
+use ates_events::outbox::{self, Committed};
 use ates_events::task::{TaskAssigned, TaskCompleted, TaskCreated};
-use ates_events::{NewEvent, outbox};
 use rand::seq::IndexedRandom;
 use sqlx::AnyConnection;
 use uuid::Uuid;
 
+use crate::popug::assignable;
 use crate::task::{COLUMNS, TaskRow};
 use crate::{
-    Actor, NewTask, Page, PageRequest, PopugId, Task, TaskError, TaskFilter, TaskId, TaskStatus,
+    Actor, NewTask, Page, PageRequest, PopugId, Popugs, Task, TaskError, TaskFilter, TaskId,
+    TaskStatus,
 };
 
 /// Rows per bulk UPDATE of a shuffle (two parameters each).
@@ -26,26 +29,75 @@ pub struct ShuffleOutcome {
 #[derive(Clone)]
 pub struct Tracker {
     db: Db,
+    /// Where assignment draws from: kept in memory when given, else read for every task.
+    replica: Option<Popugs>,
 }
 
 impl Tracker {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self { db, replica: None }
+    }
+
+    /// Draws assignees from the popugs `replica` keeps in memory; each draw is still checked
+    /// against the database as the task is written.
+    pub fn with_replica(mut self, replica: Popugs) -> Self {
+        self.replica = Some(replica);
+        self
+    }
+
+    /// The popugs a new task may go to.
+    async fn candidates(
+        &self,
+        conn: &mut AnyConnection,
+        fresh: bool,
+    ) -> Result<std::sync::Arc<Vec<PopugId>>, TaskError> {
+        match &self.replica {
+            Some(replica) => replica.assignable(conn, fresh).await,
+            None => Ok(std::sync::Arc::new(assignable(conn).await?)),
+        }
     }
 
     /// New Task: anyone creates a task; it goes at once to a popug drawn uniformly among the
     /// assignable ones. With nobody to draw, nothing is written.
-    pub async fn create(&self, actor: &Actor, new: NewTask) -> Result<Task, TaskError> {
+    pub async fn create(&self, actor: &Actor, new: NewTask) -> Result<Committed<Task>, TaskError> {
         let new = new.validated()?;
         let mut tx = self.db.begin_write().await?;
-        let candidates = assignable(&mut tx).await?;
-        let assignee = candidates
-            .choose(&mut rand::rng())
-            .cloned()
-            .ok_or(TaskError::NobodyToAssign)?;
         let now = self.db.now();
+        let id = TaskId(Uuid::now_v7().to_string());
+        // The draw is written only if its popug is still assignable; a refused draw (the
+        // popugs in memory were out of date) is drawn again from the database.
+        let sql = "INSERT INTO tasks (id, title, jira_id, description, status, assignee_id, created_by, created_at) \
+                   SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS \
+                   (SELECT 1 FROM popugs WHERE id = $6 AND deactivated_at IS NULL AND role NOT IN ('admin', 'manager'))";
+        let mut fresh = false;
+        let assignee = loop {
+            let candidates = self.candidates(&mut tx, fresh).await?;
+            let assignee = candidates
+                .choose(&mut rand::rng())
+                .cloned()
+                .ok_or(TaskError::NobodyToAssign)?;
+            let written = sqlx::query(sql)
+                .bind(id.0.clone())
+                .bind(new.title.clone())
+                .bind(new.jira_id.clone())
+                .bind(new.description.clone())
+                .bind(TaskStatus::Open.as_str())
+                .bind(assignee.0.clone())
+                .bind(actor.id.0.clone())
+                .bind(to_micros(now))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if written == 1 {
+                break assignee;
+            }
+            if fresh {
+                return Err(TaskError::NobodyToAssign);
+            }
+            fresh = true;
+        };
         let task = Task {
-            id: TaskId(Uuid::now_v7().to_string()),
+            id,
             title: new.title,
             jira_id: new.jira_id,
             description: new.description,
@@ -55,20 +107,6 @@ impl Tracker {
             created_at: now,
             completed_at: None,
         };
-        sqlx::query(
-            "INSERT INTO tasks (id, title, jira_id, description, status, assignee_id, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(task.id.0.clone())
-        .bind(task.title.clone())
-        .bind(task.jira_id.clone())
-        .bind(task.description.clone())
-        .bind(task.status.as_str())
-        .bind(task.assignee_id.0.clone())
-        .bind(task.created_by.0.clone())
-        .bind(to_micros(now))
-        .execute(&mut *tx)
-        .await?;
         let created = TaskCreated {
             task_id: task.id.0.clone(),
             title: task.title.clone(),
@@ -82,17 +120,20 @@ impl Tracker {
             previous_assignee_id: None,
             assigned_at: now,
         };
-        outbox::append(
+        let events = outbox::append(
             &mut tx,
             &[NewEvent::new(&created, now), NewEvent::new(&assigned, now)],
         )
         .await?;
         tx.commit().await?;
-        Ok(task)
+        Ok(Committed {
+            value: task,
+            events,
+        })
     }
 
     /// Complete Task: only the assignee completes an open task, once.
-    pub async fn complete(&self, actor: &Actor, id: &TaskId) -> Result<Task, TaskError> {
+    pub async fn complete(&self, actor: &Actor, id: &TaskId) -> Result<Committed<Task>, TaskError> {
         let mut tx = self.db.begin_write().await?;
         let now = self.db.now();
         // One conditional write decides the race: of many concurrent calls, one matches.
@@ -136,16 +177,19 @@ impl Tracker {
             completer_id: actor.id.0.clone(),
             completed_at: now,
         };
-        outbox::append(&mut tx, &[NewEvent::new(&completed, now)]).await?;
+        let events = outbox::append(&mut tx, &[NewEvent::new(&completed, now)]).await?;
         tx.commit().await?;
-        Ok(task)
+        Ok(Committed {
+            value: task,
+            events,
+        })
     }
 
     /// Shuffle Tasks: every open task is drawn anew among the assignable popugs. A draw that
     /// lands on the same popug is still an assignment (and charged as one). Completed tasks
     /// never move: the open tasks are locked (or, on SQLite, the database is) until commit.
     /// Set-based: a few statements per thousand tasks, whatever their number.
-    pub async fn shuffle(&self, actor: &Actor) -> Result<ShuffleOutcome, TaskError> {
+    pub async fn shuffle(&self, actor: &Actor) -> Result<Committed<ShuffleOutcome>, TaskError> {
         if !actor.role.may_shuffle() {
             return Err(TaskError::Forbidden(
                 "only admins and managers may shuffle tasks",
@@ -160,7 +204,10 @@ impl Tracker {
             .fetch_all(&mut *tx)
             .await?;
         if open.is_empty() {
-            return Ok(ShuffleOutcome::default());
+            return Ok(Committed {
+                value: ShuffleOutcome::default(),
+                events: Vec::new(),
+            });
         }
         let candidates = assignable(&mut tx).await?;
         if candidates.is_empty() {
@@ -199,11 +246,14 @@ impl Tracker {
                 NewEvent::new(&assigned, now)
             })
             .collect();
-        outbox::append(&mut tx, &events).await?;
+        let events = outbox::append(&mut tx, &events).await?;
         tx.commit().await?;
-        Ok(ShuffleOutcome {
-            reassigned: draws.len(),
-            moved: moves.len(),
+        Ok(Committed {
+            value: ShuffleOutcome {
+                reassigned: draws.len(),
+                moved: moves.len(),
+            },
+            events,
         })
     }
 
@@ -221,23 +271,44 @@ impl Tracker {
     }
 
     /// Tasks newest first.
+    ///
+    /// The statement names only the filters given, so that each shape has a plan that walks
+    /// one index in order (`tasks_by_status`, `tasks_by_assignee`,
+    /// `tasks_by_assignee_newest`, or the primary key) and stops after the page.
     pub async fn list(
         &self,
         filter: &TaskFilter,
         page: &PageRequest,
     ) -> Result<Page<Task>, TaskError> {
+        let mut values = Vec::new();
+        let mut conditions = Vec::new();
+        let mut condition = |column: &str, operator: &str, value: Value| {
+            values.push(value);
+            conditions.push(format!("{column} {operator} ${}", values.len()));
+        };
+        if let Some(assignee) = &filter.assignee_id {
+            condition("assignee_id", "=", Value::from(assignee.0.as_str()));
+        }
+        if let Some(status) = filter.status {
+            condition("status", "=", Value::from(status.as_str()));
+        }
+        if let Some(after) = &page.after {
+            condition("id", "<", Value::from(after.as_str()));
+        }
+        let filter_sql = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {} ", conditions.join(" AND "))
+        };
+        values.push(Value::Int(page.first as i64 + 1));
         let sql = format!(
-            "SELECT {COLUMNS} FROM tasks \
-             WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR assignee_id = $2) \
-             AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+            "SELECT {COLUMNS} FROM tasks {filter_sql}ORDER BY id DESC LIMIT ${}",
+            values.len()
         );
-        let rows: Vec<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(filter.status.map(TaskStatus::as_str))
-            .bind(filter.assignee_id.as_ref().map(|id| id.0.clone()))
-            .bind(page.after.clone())
-            .bind(page.first as i64 + 1)
-            .fetch_all(self.db.pool())
-            .await?;
+        let rows: Vec<TaskRow> =
+            ates_db::bind_all_as(sqlx::query_as(sqlx::AssertSqlSafe(sql)), values)
+                .fetch_all(self.db.pool())
+                .await?;
         Ok(Page::from_overfetch(
             rows.into_iter().map(Task::from).collect(),
             page.first,
@@ -252,16 +323,6 @@ async fn find(conn: &mut AnyConnection, id: &TaskId) -> Result<Option<Task>, Tas
         .fetch_optional(conn)
         .await?;
     Ok(row.map(Task::from))
-}
-
-/// The popugs a task may be given to: active, and neither admin nor manager.
-async fn assignable(conn: &mut AnyConnection) -> Result<Vec<PopugId>, TaskError> {
-    let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM popugs WHERE deactivated_at IS NULL AND role NOT IN ('admin', 'manager') ORDER BY id",
-    )
-    .fetch_all(conn)
-    .await?;
-    Ok(ids.into_iter().map(PopugId).collect())
 }
 
 /// Moves each `(task, assignee)` pair in one statement. Both backends name the columns of a

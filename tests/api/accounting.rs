@@ -19,6 +19,7 @@ on_both_backends!(
     ledger_is_append_only,
     redelivered_and_reordered_events_change_nothing,
     invariants_hold_under_concurrent_load,
+    a_stuck_consumer_holds_back_no_mutations_money,
 );
 
 const COMPLETE: &str = "mutation($id: ID!) { completeTask(id: $id) { id reward } }";
@@ -294,7 +295,9 @@ async fn redelivered_and_reordered_events_change_nothing(app: TestApp) {
 
     // The same ledger again, on a second database fed the same events twice.
     let mut conn = app.db.pool().acquire().await.unwrap();
-    let events = outbox::read_after(&mut conn, 0, 100_000).await.unwrap();
+    let events = outbox::read_after(&mut conn, Default::default(), 100_000)
+        .await
+        .unwrap();
     drop(conn);
     let prices: Vec<(String, i64, i64)> =
         sqlx::query_as("SELECT task_id, assign_fee, reward FROM task_prices")
@@ -476,4 +479,42 @@ async fn invariants_hold_under_concurrent_load(app: TestApp) {
         .unwrap()
         .get(0);
     assert!(tasks > 500, "the load created {tasks} tasks");
+}
+
+/// The consumer stuck at an event it cannot read (a newer version, from a producer deployed
+/// before us) holds back no mutation's money: each posts its own events, and answers with its
+/// fee and reward, which the balance then shows.
+async fn a_stuck_consumer_holds_back_no_mutations_money(app: TestApp) {
+    let manager = app.user("manager", "mark").await;
+    let bob = app.user("worker", "bob").await;
+    sqlx::query(
+        "INSERT INTO outbox (id, event_type, version, aggregate_id, payload, occurred_at) \
+         VALUES ($1, 'task.created', 99, 'from-the-future', '{}', 0)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    let created = app
+        .ok(
+            &manager,
+            "mutation { createTask(input: {title: \"Despite the jam\"}) { id assignFee assignee { id } } }",
+            json!({}),
+        )
+        .await;
+    let task = &created["createTask"];
+    assert_eq!(task["assignee"]["id"], bob.id.as_str());
+    let fee = task["assignFee"].as_i64().expect("the fee, not null");
+    let done = app.ok(&bob, COMPLETE, json!({ "id": task["id"] })).await;
+    let reward = done["completeTask"]["reward"]
+        .as_i64()
+        .expect("the reward, not null");
+    let account = app.ok(&bob, ACCOUNT, json!({})).await;
+    assert_eq!(account["account"]["balance"], reward - fee);
+    let offset = outbox::offset(app.db.pool(), "accounting").await.unwrap();
+    let (waiting, _) = outbox::backlog(app.db.pool(), offset).await.unwrap();
+    assert!(
+        waiting >= 3,
+        "the consumer is still stuck before the broken event"
+    );
 }

@@ -417,3 +417,65 @@ async fn bad_or_unauthenticated_events_are_refused_and_change_nothing(app: TestA
     assert!(app.popug_row("auth-service").await.is_none());
     assert_eq!(app.popug_row(&id).await.unwrap().0, "Pat");
 }
+
+/// A gateway keeps popugs in memory, and forgets one as soon as another replica changes it:
+/// a rename through replica A shows on replica B at once, not after the memory expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_through_one_replica_shows_on_another_at_once() {
+    let Some(database) = crate::helpers::TestDatabase::postgres().await else {
+        return;
+    };
+    let b = crate::helpers::Gateway::start(&database);
+    let a = TestApp::start_with(database, |_| {}).await;
+    let bob = user_token(
+        &uuid::Uuid::new_v4().to_string(),
+        "worker",
+        Utc::now().timestamp() - 60,
+    );
+    let me = |url: String, token: String| async move {
+        let body: Value = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(token)
+            .json(&json!({ "query": "{ me { name role } }" }))
+            .send()
+            .await
+            .expect("the gateway answers")
+            .json()
+            .await
+            .expect("JSON");
+        body["data"]["me"].clone()
+    };
+    // Both replicas have read Bob, and keep him.
+    assert_eq!(
+        me(a.url("/graphql"), bob.token.clone()).await["name"],
+        bob.id.as_str()
+    );
+    assert_eq!(
+        me(b.url.clone(), bob.token.clone()).await["name"],
+        bob.id.as_str()
+    );
+
+    let event = message(
+        "popug.updated",
+        Utc::now(),
+        0,
+        &bob.id,
+        json!({ "name": "Robert", "email": null, "role": "accountant" }),
+    );
+    assert_eq!(a.auth_event(&event).await, "applied");
+    let started = std::time::Instant::now();
+    loop {
+        let seen = me(b.url.clone(), bob.token.clone()).await;
+        if seen["name"] == "Robert" {
+            assert_eq!(seen["role"], "ACCOUNTANT");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "replica B still shows {seen} (it keeps popugs for {:?})",
+            task_domain::POPUG_MEMORY
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b.kill();
+}

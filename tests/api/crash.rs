@@ -116,3 +116,91 @@ async fn crash_mid_burst_loses_nothing(database: TestDatabase) {
     assert_ledger_invariants(&database.connect().await).await;
     gateway.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_crash_while_applying_a_large_backlog_loses_nothing() {
+    crash_while_applying_a_large_backlog(TestDatabase::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_crash_while_applying_a_large_backlog_loses_nothing() {
+    if let Some(database) = TestDatabase::postgres().await {
+        crash_while_applying_a_large_backlog(database).await;
+    }
+}
+
+/// Thousands of events written while no gateway ran (a large shuffle among them), then a
+/// gateway that applies them in batches, killed half-way through: the next one finishes the
+/// work, and every event is in the ledger once.
+async fn crash_while_applying_a_large_backlog(database: TestDatabase) {
+    use task_domain::{NewTask, PopugClaims, PopugId, Popugs, Role, Tracker};
+
+    let db = database.connect().await;
+    let popugs = Popugs::new(db.clone());
+    let tracker = Tracker::new(db.clone());
+    let mut workers = Vec::new();
+    for (i, role) in ["manager", "worker", "worker", "worker", "worker"]
+        .iter()
+        .enumerate()
+    {
+        let claims = PopugClaims {
+            id: PopugId(format!("popug-{i}")),
+            name: format!("popug {i}"),
+            email: None,
+            role: Role::from_claim(role),
+            issued_at: Utc::now(),
+        };
+        workers.push(popugs.sync(&claims).await.unwrap().actor());
+    }
+    let manager = workers.remove(0);
+    for i in 0..800 {
+        let new = NewTask {
+            title: format!("Task {i}"),
+            jira_id: None,
+            description: String::new(),
+        };
+        tracker.create(&manager, new).await.unwrap();
+    }
+    for _ in 0..5 {
+        tracker.shuffle(&manager).await.unwrap();
+    }
+    let mut conn = db.pool().acquire().await.unwrap();
+    let end = ates_events::outbox::last(&mut conn).await.unwrap();
+    drop(conn);
+
+    // Small batches, so that the kill falls between many commits and inside one.
+    let gateway = Gateway::start_with(&database, &[("ATES_LEDGER_BATCH", "100")]);
+    let offset = || async {
+        ates_events::outbox::offset(db.pool(), "accounting")
+            .await
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while offset().await == Default::default() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway never applied a batch"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    gateway.kill();
+    let at_kill = offset().await;
+    assert!(
+        at_kill < end,
+        "the backlog was applied whole before the kill: make it larger"
+    );
+
+    let gateway = Gateway::start(&database);
+    assert_ledger_invariants(&db).await;
+    let assigned: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE kind = 'TASK_ASSIGNED'")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        assigned,
+        800 * 6,
+        "one fee per assignment: creation and five shuffles"
+    );
+    gateway.kill();
+}

@@ -363,14 +363,13 @@ pub async fn assert_events_match_their_schemas(app: &TestApp) {
 /// Waits until accounting is past every event in the outbox (bounded).
 pub async fn settled(db: &Db) {
     for _ in 0..200 {
-        let (events, handled): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM outbox), \
-             (SELECT COALESCE(MAX(last_seq), 0) FROM consumer_offsets WHERE consumer = 'accounting')",
-        )
-        .fetch_one(db.pool())
-        .await
-        .expect("count events");
-        if events == handled {
+        let offset = ates_events::outbox::offset(db.pool(), "accounting")
+            .await
+            .expect("read the offset");
+        let (waiting, _) = ates_events::outbox::backlog(db.pool(), offset)
+            .await
+            .expect("count events");
+        if waiting == 0 {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

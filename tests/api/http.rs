@@ -11,6 +11,7 @@ use crate::helpers::{TestApp, TestDatabase};
 use crate::on_both_backends;
 
 on_both_backends!(
+    responses_keep_the_order_of_the_selection,
     responses_take_the_media_type_the_client_accepts,
     requests_that_cannot_run_get_400_with_a_graphql_body,
     queries_travel_over_get_and_mutations_do_not,
@@ -65,6 +66,30 @@ async fn read(response: reqwest::Response) -> (StatusCode, String, Value) {
     let body = serde_json::from_str(&text)
         .unwrap_or_else(|_| panic!("a JSON body, not plain text: {text:?}"));
     (status, media, body)
+}
+
+/// The specification: a response's fields come in the order of the selection, which need not
+/// be alphabetical.
+async fn responses_keep_the_order_of_the_selection(app: TestApp) {
+    let bob = app.user("worker", "bob").await;
+    let body = json!({ "query": "{ me { role name id } zz: me { id } aa: me { name } }" });
+    let response = reqwest::Client::new()
+        .post(app.url("/graphql"))
+        .bearer_auth(&bob.token)
+        .json(&body)
+        .send()
+        .await
+        .expect("the gateway answers");
+    let text = response.text().await.expect("a body");
+    let at = |key: &str| {
+        text.find(key)
+            .unwrap_or_else(|| panic!("{key} is not in {text}"))
+    };
+    assert!(
+        at("\"role\"") < at("\"name\"") && at("\"name\"") < at("\"id\""),
+        "{text}"
+    );
+    assert!(at("\"zz\"") < at("\"aa\""), "{text}");
 }
 
 fn code(body: &Value) -> &str {
@@ -499,16 +524,17 @@ async fn exhausted_pool_answers_503_quickly(database: TestDatabase) {
     assert!(unavailable >= 1, "no request found the pool exhausted");
 }
 
-/// A request that waits while [`hold_popugs`] holds: on PostgreSQL reading the replica waits
-/// for the table lock, on SQLite the write transaction waits for the database lock.
+/// A request that waits while [`hold_popugs`] holds: on PostgreSQL the task update waits for
+/// the table lock, on SQLite the write transaction waits for the database lock.
 const STUCK: &str = "mutation { completeTask(id: \"no-such-task\") { id } }";
 
-/// A connection of the test's own that keeps the popug replica locked until it rolls back.
+/// A connection of the test's own that keeps the popug replica and the tasks locked until it
+/// rolls back.
 async fn hold_popugs(app: &TestApp) -> sqlx::pool::PoolConnection<sqlx::Any> {
     let mut lock = app.db.pool().acquire().await.expect("a connection");
     let take = match app.db.backend() {
         ates_db::Backend::Sqlite => "BEGIN EXCLUSIVE",
-        ates_db::Backend::Postgres => "BEGIN; LOCK TABLE popugs IN ACCESS EXCLUSIVE MODE",
+        ates_db::Backend::Postgres => "BEGIN; LOCK TABLE popugs, tasks IN ACCESS EXCLUSIVE MODE",
     };
     sqlx::raw_sql(sqlx::AssertSqlSafe(take))
         .execute(&mut *lock)

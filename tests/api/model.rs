@@ -162,12 +162,15 @@ async fn step(
                 )
                 .await
                 .map_err(|e| format!("create: {e}"))?;
+            // The producer posts its own events (as a mutation does when the consumer is
+            // behind), sometimes twice; or the consumer takes them in order.
+            post_or_catch_up(rng, ledger, &task.events).await?;
+            let task = task.value;
             if !task.assignee_id.0.starts_with("popug-")
                 || !Role::is_assignable(role_of(actors, &task.assignee_id))
             {
                 return Err(format!("assigned to {}", task.assignee_id));
             }
-            ledger.catch_up().await.map_err(|e| e.to_string())?;
             let prices = ledger
                 .prices(std::slice::from_ref(&task.id.0))
                 .await
@@ -210,7 +213,10 @@ async fn step(
                 actor
             };
             let result = tracker.complete(&actor, &TaskId(id.clone())).await;
-            match (result, actor.id.0 == assignee, open) {
+            if let Ok(completed) = &result {
+                post_or_catch_up(rng, ledger, &completed.events).await?;
+            }
+            match (result.map(|c| c.value), actor.id.0 == assignee, open) {
                 (Ok(task), true, true) => {
                     if task.status != TaskStatus::Done {
                         return Err("completed task is not done".into());
@@ -228,7 +234,7 @@ async fn step(
             }
         }
         _ => {
-            let result = tracker.shuffle(&actor).await;
+            let result = tracker.shuffle(&actor).await.map(|s| s.value);
             match result {
                 Err(TaskError::Forbidden(_)) if !actor.role.may_shuffle() => {}
                 Ok(outcome) if actor.role.may_shuffle() => {
@@ -262,6 +268,28 @@ async fn step(
         }
     }
     Ok(())
+}
+
+/// The ledger takes `events` one of three ways: the consumer in outbox order, the producer
+/// posting them out of order, or the producer posting them twice (a retried post).
+async fn post_or_catch_up(
+    rng: &mut StdRng,
+    ledger: &Ledger,
+    events: &[ates_events::outbox::StoredEvent],
+) -> Result<(), String> {
+    match rng.random_range(0..3) {
+        0 => ledger.catch_up().await.map(drop),
+        1 => ledger.post_now(events).await.map(drop),
+        _ => {
+            ledger.post_now(events).await.map_err(|e| e.to_string())?;
+            let again = ledger.post_now(events).await.map_err(|e| e.to_string())?;
+            if again != 0 {
+                return Err(format!("posting again applied {again} events"));
+            }
+            Ok(())
+        }
+    }
+    .map_err(|e| e.to_string())
 }
 
 fn role_of(actors: &[Actor], id: &PopugId) -> Role {

@@ -124,7 +124,7 @@ async fn read_stream(url: &str, stream_name: &str, expected: usize) -> Vec<Publi
 
 /// The outbox, oldest first: `(id, type, version)`.
 async fn outbox(db: &ates_db::Db) -> Vec<(String, String, i64)> {
-    sqlx::query("SELECT id, event_type, version FROM outbox ORDER BY seq")
+    sqlx::query("SELECT id, event_type, version FROM outbox ORDER BY xid, seq")
         .fetch_all(db.pool())
         .await
         .unwrap()
@@ -233,13 +233,10 @@ async fn events_are_published_once_in_order_across_a_gateway_restart(database: T
 
     let db = database.connect().await;
     assert_published_once_in_order(&url, &names, &db).await;
-    let relayed: i64 =
-        sqlx::query_scalar("SELECT last_seq FROM consumer_offsets WHERE consumer = 'nats-relay'")
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
-    let last: i64 = sqlx::query_scalar("SELECT MAX(seq) FROM outbox")
-        .fetch_one(db.pool())
+    let relayed = ates_events::outbox::offset(db.pool(), "nats-relay")
+        .await
+        .unwrap();
+    let last = ates_events::outbox::end(&mut db.pool().acquire().await.unwrap())
         .await
         .unwrap();
     assert_eq!(relayed, last, "the relay saved how far it got");

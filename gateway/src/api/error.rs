@@ -24,6 +24,9 @@ pub enum ApiError {
     Conflict(String),
     /// No database connection came free in time: try again shortly.
     Unavailable,
+    /// Accounting has not yet applied what the answer needs (it is behind, or stuck); the
+    /// change itself is committed.
+    AccountingPending,
     /// A failure of ours; the cause goes to the log only.
     Internal(Arc<dyn std::error::Error + Send + Sync>),
 }
@@ -37,6 +40,7 @@ impl ApiError {
             Self::NotFound(_) => "NOT_FOUND",
             Self::Conflict(_) => "CONFLICT",
             Self::Unavailable => crate::http::SERVICE_UNAVAILABLE,
+            Self::AccountingPending => "ACCOUNTING_PENDING",
             Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -49,6 +53,9 @@ impl ApiError {
                 m.clone()
             }
             Self::Unavailable => "the service is busy: try again in a moment".into(),
+            Self::AccountingPending => {
+                "accounting has not caught up with this yet: ask again in a moment".into()
+            }
             Self::Internal(_) => "Internal Server Error".into(),
         }
     }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use accounting_domain::{Figures, Ledger, Payday, Queues};
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, MergedObject, Schema, SchemaBuilder};
+use ates_events::outbox::StoredEvent;
 use task_domain::{Popug, PopugId, Popugs, Role, Tracker};
 
 use crate::accounting::Accounting;
@@ -55,10 +56,17 @@ pub struct Services {
 }
 
 impl Services {
-    /// After a commit: waits until accounting has the new events, and tells subscribers.
-    pub async fn committed(&self) {
-        self.accounting.settle().await;
+    /// After a commit of `events`: tells subscribers, and waits until accounting has the
+    /// events (bounded; false when it gave up).
+    pub async fn committed(&self, events: &[StoredEvent]) -> bool {
         self.feed.wake();
+        self.accounting.settle(events).await
+    }
+
+    /// After a commit whose events nobody waits for: wakes their consumers.
+    pub fn wake(&self) {
+        self.feed.wake();
+        self.accounting.wake();
     }
 }
 

@@ -560,7 +560,7 @@ impl PaydayMutation {
         let closed_now = payday.close_through(day).await?;
         if !closed_now.is_empty() {
             ctx.services().delivery.wake();
-            ctx.services().committed().await;
+            ctx.services().wake();
         }
         let record = payday.day_close(day).await?;
         Ok(DayCloseResult {

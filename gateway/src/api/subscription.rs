@@ -119,7 +119,19 @@ where
     Ok(async_stream::stream! {
         let mut last = position;
         if let Some(after) = after {
-            last = after;
+            last = match db.pool().acquire().await {
+                Ok(mut conn) => match outbox::position_of(&mut conn, after).await {
+                    Ok(position) => position,
+                    Err(error) => {
+                        yield Err(ApiError::internal(error));
+                        return;
+                    }
+                },
+                Err(error) => {
+                    yield Err(ApiError::internal(error));
+                    return;
+                }
+            };
             loop {
                 let batch = match db.pool().acquire().await {
                     Ok(mut conn) => outbox::read_after(&mut conn, last, REPLAY_BATCH).await,
@@ -136,7 +148,7 @@ where
                     break;
                 }
                 for event in batch {
-                    last = event.seq;
+                    last = event.position();
                     if let Some(contract) = decode(&event) {
                         yield Ok((event.seq, event.occurred_at, contract));
                     }
@@ -146,17 +158,17 @@ where
         loop {
             match live.recv().await {
                 Ok(event) => {
-                    if event.seq <= last {
+                    if event.position() <= last {
                         continue;
                     }
-                    last = event.seq;
+                    last = event.position();
                     if let Some(contract) = decode(&event) {
                         yield Ok((event.seq, event.occurred_at, contract));
                     }
                 }
                 Err(RecvError::Lagged(_)) => {
                     yield Err(ApiError::Conflict(format!(
-                        "this subscriber fell too far behind; subscribe again with after: {last}"
+                        "this subscriber fell too far behind; subscribe again with after: {}", last.seq
                     )));
                     return;
                 }

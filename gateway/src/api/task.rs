@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use accounting_domain::Prices;
 use async_graphql::connection::Connection;
@@ -48,8 +49,13 @@ impl TaskObject {
     }
 }
 
+/// How long a reader waits for accounting to price a task it found unpriced.
+const PRICE_WAIT: Duration = Duration::from_secs(1);
+
 /// A task's prices. A task seen before accounting handled its creation (a subscriber can be
-/// that quick) waits once for accounting to catch up.
+/// that quick, or a reader during a large shuffle) waits briefly for accounting to catch up;
+/// then the field is an `ACCOUNTING_PENDING` error rather than a null that looks like an
+/// answer.
 pub(crate) async fn task_prices(ctx: &Context<'_>, id: &TaskId) -> ApiResult<Option<Prices>> {
     let loaded = ctx
         .price_loader()
@@ -59,9 +65,12 @@ pub(crate) async fn task_prices(ctx: &Context<'_>, id: &TaskId) -> ApiResult<Opt
     if loaded.is_some() {
         return Ok(loaded);
     }
-    ctx.services().accounting.settle().await;
+    ctx.services().accounting.catch_up_to_now(PRICE_WAIT).await;
     let ids = [id.0.clone()];
-    Ok(ctx.ledger().prices(&ids).await?.remove(&id.0))
+    match ctx.ledger().prices(&ids).await?.remove(&id.0) {
+        Some(prices) => Ok(Some(prices)),
+        None => Err(ApiError::AccountingPending),
+    }
 }
 
 #[Object(name = "Task")]
@@ -95,13 +104,15 @@ impl TaskObject {
         load_popug(ctx, &self.0.created_by).await
     }
 
-    /// Debited from the assignee at every assignment: 10..=20. Null until accounting has
-    /// priced the task, which happens before the creating mutation answers.
+    /// Debited from the assignee at every assignment: 10..=20. Accounting prices a task before
+    /// the creating mutation answers; when it cannot (it is stuck), this is null with an
+    /// `ACCOUNTING_PENDING` error.
     async fn assign_fee(&self, ctx: &Context<'_>) -> ApiResult<Option<i64>> {
         Ok(self.prices(ctx).await?.map(|p| p.assign_fee))
     }
 
-    /// Credited to the completer: 20..=40. Null until accounting has priced the task.
+    /// Credited to the completer: 20..=40. Null only with an `ACCOUNTING_PENDING` error, as
+    /// `assignFee`.
     async fn reward(&self, ctx: &Context<'_>) -> ApiResult<Option<i64>> {
         Ok(self.prices(ctx).await?.map(|p| p.reward))
     }
@@ -225,26 +236,28 @@ impl TaskMutation {
             jira_id: input.jira_id,
             description: input.description,
         };
-        let task = ctx.tracker().create(&actor, new).await?;
-        ctx.services().committed().await;
-        Ok(TaskObject(task))
+        let created = ctx.tracker().create(&actor, new).await?;
+        ctx.services().committed(&created.events).await;
+        Ok(TaskObject(created.value))
     }
 
     /// Completes a task of the caller's.
     async fn complete_task(&self, ctx: &Context<'_>, id: ID) -> ApiResult<TaskObject> {
         let actor = ctx.actor()?.actor();
-        let task = ctx.tracker().complete(&actor, &TaskId(id.0)).await?;
-        ctx.services().committed().await;
-        Ok(TaskObject(task))
+        let completed = ctx.tracker().complete(&actor, &TaskId(id.0)).await?;
+        ctx.services().committed(&completed.events).await;
+        Ok(TaskObject(completed.value))
     }
 
-    /// Draws every open task anew. For admins and managers.
+    /// Draws every open task anew. For admins and managers. Answers once the draws are
+    /// committed; accounting charges the fees right after, in the order of the draws.
     async fn shuffle_tasks(&self, ctx: &Context<'_>) -> ApiResult<ShuffleResult> {
         let actor = ctx
             .actor_in(&[Role::Admin, Role::Manager], "shuffle tasks")?
             .actor();
-        let outcome = ctx.tracker().shuffle(&actor).await?;
-        ctx.services().committed().await;
+        let shuffled = ctx.tracker().shuffle(&actor).await?;
+        ctx.services().wake();
+        let outcome = shuffled.value;
         Ok(ShuffleResult {
             reassigned: i32::try_from(outcome.reassigned).unwrap_or(i32::MAX),
             moved: i32::try_from(outcome.moved).unwrap_or(i32::MAX),
