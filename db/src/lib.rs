@@ -39,6 +39,41 @@ pub struct Db {
     pool: AnyPool,
     backend: Backend,
     clock: Clock,
+    /// SQLite's one writer at a time, taken in turn by this process's writers.
+    writer: Arc<tokio::sync::Mutex<()>>,
+    /// How long a caller waits for a connection, or for its turn to write.
+    acquire_timeout: Duration,
+}
+
+/// A transaction that will write; it derefs to its connection. On SQLite it holds this
+/// process's turn to write until it ends.
+pub struct WriteTransaction {
+    tx: Transaction<'static, Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTransaction {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTransaction {
+    type Target = sqlx::AnyConnection;
+
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTransaction {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 /// Where business time comes from: when a task was created, when the log received an entry,
@@ -134,6 +169,8 @@ impl Db {
             pool,
             backend,
             clock: Clock::System,
+            writer: Arc::default(),
+            acquire_timeout,
         })
     }
 
@@ -174,11 +211,31 @@ impl Db {
     ///
     /// On SQLite a deferred transaction that reads first and writes later can fail with
     /// `SQLITE_BUSY` when another writer got there in between, whatever the busy timeout;
-    /// taking the write lock at `BEGIN` makes concurrent writers wait their turn instead.
-    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+    /// taking the write lock at `BEGIN` makes concurrent writers wait their turn instead. The
+    /// writers of this process also queue for their turn here first, in order: SQLite's own
+    /// wait (the busy timeout) sleeps and polls, which under load leaves the lock idle between
+    /// writers and lets one writer wait seconds behind luckier ones. The busy timeout is left
+    /// for other processes (`gateway close-day`).
+    pub async fn begin_write(&self) -> Result<WriteTransaction, sqlx::Error> {
         match self.backend {
-            Backend::Postgres => self.pool.begin().await,
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => Ok(WriteTransaction {
+                tx: self.pool.begin().await?,
+                _turn: None,
+            }),
+            Backend::Sqlite => {
+                // A turn that does not come is a busy store, like a pool with no free
+                // connection.
+                let turn = tokio::time::timeout(
+                    self.acquire_timeout,
+                    Arc::clone(&self.writer).lock_owned(),
+                )
+                .await
+                .map_err(|_| sqlx::Error::PoolTimedOut)?;
+                Ok(WriteTransaction {
+                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    _turn: Some(turn),
+                })
+            }
         }
     }
 

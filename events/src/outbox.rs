@@ -17,7 +17,7 @@ use crate::NewEvent;
 /// Rows per INSERT: six parameters each keeps a statement far below either backend's limit.
 const CHUNK: usize = 500;
 
-/// PostgreSQL channel notified when a transaction that appended events commits.
+/// PostgreSQL channel notified after a transaction that appended events committed.
 pub const NOTIFY_CHANNEL: &str = "ates_outbox";
 
 /// The rows a consumer may read: on PostgreSQL, those of transactions older than every
@@ -64,22 +64,29 @@ fn is_postgres(conn: &AnyConnection) -> bool {
     conn.backend_name() == "PostgreSQL"
 }
 
+/// The rows past the position bound to `$1` (xid) and `$2` (seq), in a form each planner
+/// serves from `outbox_by_position`: PostgreSQL compares the pair in the index; SQLite would
+/// scan every row of the first column's range, but its xid is always 0.
+fn past_position(postgres: bool) -> &'static str {
+    if postgres {
+        "(xid, seq) > ($1, $2)"
+    } else {
+        "xid = $1 AND seq > $2"
+    }
+}
+
 /// Appends `events` in order, a few statements for any number of events, and returns them as
-/// stored (with their positions). On PostgreSQL the commit also notifies [`NOTIFY_CHANNEL`],
-/// so every replica's consumers wake.
+/// stored (with their positions).
+///
+/// It sends no `NOTIFY`: on PostgreSQL a transaction that notifies holds a lock of the whole
+/// database through its commit, so every notifying writer would wait for the one before it to
+/// flush. Whoever commits tells the other replicas afterwards, on [`NOTIFY_CHANNEL`].
 pub async fn append(
     conn: &mut AnyConnection,
     events: &[NewEvent],
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     if events.is_empty() {
         return Ok(Vec::new());
-    }
-    if is_postgres(conn) {
-        // The notification is delivered at commit, and only if the transaction commits.
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(NOTIFY_CHANNEL)
-            .execute(&mut *conn)
-            .await?;
     }
     let mut stored = Vec::with_capacity(events.len());
     for chunk in events.chunks(CHUNK) {
@@ -147,14 +154,15 @@ pub async fn read_after(
     after: Position,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    let settled = if is_postgres(conn) {
+    let postgres = is_postgres(conn);
+    let settled = if postgres {
         format!(" AND {SETTLED_PG}")
     } else {
         String::new()
     };
     let sql = format!(
-        "SELECT {COLUMNS} FROM outbox WHERE (xid, seq) > ($1, $2){settled} \
-         ORDER BY xid, seq LIMIT $3"
+        "SELECT {COLUMNS} FROM outbox WHERE {}{settled} ORDER BY xid, seq LIMIT $3",
+        past_position(postgres)
     );
     let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(after.xid)

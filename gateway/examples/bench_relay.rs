@@ -125,7 +125,11 @@ async fn write_events(db: &Db, count: usize) -> anyhow::Result<()> {
 /// Events the relay has not published yet.
 async fn lag(db: &Db) -> anyhow::Result<i64> {
     let relayed = ates_events::outbox::offset(db.pool(), RELAY).await?;
-    Ok(ates_events::outbox::backlog(db.pool(), relayed).await?.0)
+    Ok(
+        ates_events::outbox::backlog(&mut *db.pool().acquire().await?, relayed)
+            .await?
+            .0,
+    )
 }
 
 async fn bench(backend: &str, url: &str) -> anyhow::Result<()> {

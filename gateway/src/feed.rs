@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ates_db::Db;
+use ates_db::{Backend, Db};
 use ates_events::Contract as _;
 use ates_events::outbox::{self, Position, StoredEvent};
 use ates_events::task::{TaskAssigned, TaskCompleted};
@@ -26,6 +26,8 @@ pub struct Feed {
     /// The position of the last event fanned out.
     position: watch::Sender<Position>,
     wake: Notify,
+    /// Poked after this replica committed events: tells the other replicas (PostgreSQL).
+    announce: Arc<Notify>,
 }
 
 impl Feed {
@@ -41,8 +43,12 @@ impl Feed {
             events: broadcast::Sender::new(capacity),
             position: watch::Sender::new(end),
             wake: Notify::new(),
+            announce: Arc::new(Notify::new()),
         });
         tokio::spawn(Arc::clone(&feed).run());
+        if feed.db.backend() == Backend::Postgres {
+            tokio::spawn(announce(feed.db.clone(), Arc::clone(&feed.announce)));
+        }
         Ok(feed)
     }
 
@@ -52,8 +58,15 @@ impl Feed {
         (receiver, *self.position.borrow())
     }
 
+    /// Another replica committed events: look at the outbox now.
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// This replica committed events: look at the outbox now, and tell the other replicas.
+    pub fn committed(&self) {
+        self.wake.notify_one();
+        self.announce.notify_one();
     }
 
     pub fn db(&self) -> &Db {
@@ -92,6 +105,23 @@ impl Feed {
             self.position.send_replace(position);
         }
         Ok(full)
+    }
+}
+
+/// Tells the other replicas, after the fact, that this one committed events: one `NOTIFY` at a
+/// time, however many commits poked it meanwhile. A transaction of its own that writes nothing
+/// else commits without a flush, so the writers never wait for it.
+async fn announce(db: Db, poked: Arc<Notify>) {
+    loop {
+        poked.notified().await;
+        let sent = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(outbox::NOTIFY_CHANNEL)
+            .execute(db.pool())
+            .await;
+        if let Err(error) = sent {
+            tracing::warn!(%error, "cannot tell the other replicas of a commit; they poll");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 }
 

@@ -150,7 +150,8 @@ async fn read_database(db: &Db, relay: bool) -> Result<(), sqlx::Error> {
     let now = db.now();
     for consumer in consumers {
         let offset = ates_events::outbox::offset(pool, consumer).await?;
-        let (waiting, oldest) = ates_events::outbox::backlog(pool, offset).await?;
+        let (waiting, oldest) =
+            ates_events::outbox::backlog(&mut *pool.acquire().await?, offset).await?;
         let age = oldest.map_or(0.0, |at| {
             (now - at).num_milliseconds().max(0) as f64 / 1000.0
         });

@@ -512,7 +512,9 @@ async fn a_stuck_consumer_holds_back_no_mutations_money(app: TestApp) {
     let account = app.ok(&bob, ACCOUNT, json!({})).await;
     assert_eq!(account["account"]["balance"], reward - fee);
     let offset = outbox::offset(app.db.pool(), "accounting").await.unwrap();
-    let (waiting, _) = outbox::backlog(app.db.pool(), offset).await.unwrap();
+    let (waiting, _) = outbox::backlog(&mut *app.db.pool().acquire().await.unwrap(), offset)
+        .await
+        .unwrap();
     assert!(
         waiting >= 3,
         "the consumer is still stuck before the broken event"

@@ -366,9 +366,12 @@ pub async fn settled(db: &Db) {
         let offset = ates_events::outbox::offset(db.pool(), "accounting")
             .await
             .expect("read the offset");
-        let (waiting, _) = ates_events::outbox::backlog(db.pool(), offset)
-            .await
-            .expect("count events");
+        let (waiting, _) = ates_events::outbox::backlog(
+            &mut *db.pool().acquire().await.expect("a connection"),
+            offset,
+        )
+        .await
+        .expect("count events");
         if waiting == 0 {
             return;
         }

@@ -59,13 +59,14 @@ impl Services {
     /// After a commit of `events`: tells subscribers, and waits until accounting has the
     /// events (bounded; false when it gave up).
     pub async fn committed(&self, events: &[StoredEvent]) -> bool {
-        self.feed.wake();
+        self.feed.committed();
         self.accounting.settle(events).await
     }
 
-    /// After a commit whose events nobody waits for: wakes their consumers.
+    /// After a commit whose events nobody waits for: wakes their consumers, here and on the
+    /// other replicas.
     pub fn wake(&self) {
-        self.feed.wake();
+        self.feed.committed();
         self.accounting.wake();
     }
 }
