@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use ates_db::{Backend, Db, Value, to_micros};
+use ates_db::{Backend, Conditions, Db, to_micros};
 use ates_events::outbox::{self, Position, StoredEvent};
 use sqlx::AnyConnection;
 
@@ -190,27 +190,26 @@ impl Ledger {
         filter: &LogFilter,
         page: &LogPage,
     ) -> Result<(Vec<LogEntry>, bool), AccountingError> {
-        let mut params = Params::default();
-        let mut conditions: Vec<String> = Vec::new();
+        let mut conditions = Conditions::default();
         if let Some(popug) = &filter.popug_id {
-            conditions.push(format!("popug_id = {}", params.text(popug)));
+            conditions.compare("popug_id", "=", popug.as_str());
         }
         if let Some(task) = &filter.task_id {
-            conditions.push(format!("task_id = {}", params.text(task)));
+            conditions.compare("task_id", "=", task.as_str());
         }
         if !filter.kinds.is_empty() {
             let kinds: Vec<String> = filter
                 .kinds
                 .iter()
-                .map(|k| params.text(k.as_str()))
+                .map(|k| conditions.bind(k.as_str()))
                 .collect();
             conditions.push(format!("kind IN ({})", kinds.join(", ")));
         }
         if let Some(from) = filter.from {
-            conditions.push(format!("logged_at >= {}", params.int(to_micros(from))));
+            conditions.compare("logged_at", ">=", to_micros(from));
         }
         if let Some(to) = filter.to {
-            conditions.push(format!("logged_at < {}", params.int(to_micros(to))));
+            conditions.compare("logged_at", "<", to_micros(to));
         }
         let (direction, beyond) = if page.oldest_first {
             ("ASC", ">")
@@ -218,20 +217,16 @@ impl Ledger {
             ("DESC", "<")
         };
         if let Some(after) = page.after {
-            conditions.push(format!("seq {beyond} {}", params.int(after)));
+            conditions.compare("seq", beyond, after);
         }
-        let filter_sql = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        };
-        let limit = params.int(page.first as i64 + 1);
         let sql = format!(
-            "SELECT {COLUMNS} FROM audit_log {filter_sql} ORDER BY seq {direction} LIMIT {limit}"
+            "SELECT {COLUMNS} FROM audit_log {}ORDER BY seq {direction} LIMIT {}",
+            conditions.clause(),
+            conditions.bind(page.first as i64 + 1)
         );
         let query = ates_db::bind_all_as(
             sqlx::query_as::<_, LogRow>(sqlx::AssertSqlSafe(sql)),
-            params.0,
+            conditions.into_values(),
         );
         let mut rows: Vec<LogEntry> = query
             .fetch_all(self.db.pool())
@@ -242,25 +237,6 @@ impl Ledger {
         let has_next = rows.len() > page.first;
         rows.truncate(page.first);
         Ok((rows, has_next))
-    }
-}
-
-/// Parameters of a query built from optional conditions, numbered as they are added.
-#[derive(Default)]
-struct Params(Vec<Value>);
-
-impl Params {
-    fn push(&mut self, value: Value) -> String {
-        self.0.push(value);
-        format!("${}", self.0.len())
-    }
-
-    fn text(&mut self, value: &str) -> String {
-        self.push(Value::from(value))
-    }
-
-    fn int(&mut self, value: i64) -> String {
-        self.push(Value::Int(value))
     }
 }
 

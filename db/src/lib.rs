@@ -458,3 +458,46 @@ pub async fn insert_rows(
     }
     Ok(affected)
 }
+
+/// The WHERE clause of a statement built from the conditions a caller gave, and the values
+/// they bind, numbered as they are added: a list names only its filters in use, so each shape
+/// of it has a plan of its own.
+#[derive(Debug, Default)]
+pub struct Conditions {
+    conditions: Vec<String>,
+    values: Vec<Value>,
+}
+
+impl Conditions {
+    /// A placeholder bound to `value`, for a condition or a clause to write around it.
+    pub fn bind(&mut self, value: impl Into<Value>) -> String {
+        self.values.push(value.into());
+        format!("${}", self.values.len())
+    }
+
+    /// `column operator $n`, bound to `value`.
+    pub fn compare(&mut self, column: &str, operator: &str, value: impl Into<Value>) {
+        let placeholder = self.bind(value);
+        self.conditions
+            .push(format!("{column} {operator} {placeholder}"));
+    }
+
+    /// A condition written with placeholders from [`Conditions::bind`].
+    pub fn push(&mut self, condition: String) {
+        self.conditions.push(condition);
+    }
+
+    /// `WHERE a AND b ` (with its trailing space), or nothing without conditions.
+    pub fn clause(&self) -> String {
+        if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {} ", self.conditions.join(" AND "))
+        }
+    }
+
+    /// The values, in placeholder order.
+    pub fn into_values(self) -> Vec<Value> {
+        self.values
+    }
+}

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use ates_db::{Backend, Db, Value, to_micros};
+use ates_db::{Backend, Conditions, Db, to_micros};
 use ates_events::auth::{PopugChange, PopugDataUpdated};
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
@@ -414,26 +414,19 @@ impl Popugs {
         role: Option<Role>,
         page: &PageRequest,
     ) -> Result<Page<Popug>, TaskError> {
-        let mut values = Vec::new();
-        let mut conditions = Vec::new();
+        let mut conditions = Conditions::default();
         if let Some(role) = role {
-            values.push(Value::from(role.as_str()));
-            conditions.push(format!("role = ${}", values.len()));
+            conditions.compare("role", "=", role.as_str());
         }
         if let Some(after) = &page.after {
-            values.push(Value::from(after.as_str()));
-            conditions.push(format!("id > ${}", values.len()));
+            conditions.compare("id", ">", after.as_str());
         }
-        let filter_sql = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {} ", conditions.join(" AND "))
-        };
-        values.push(Value::Int(page.first as i64 + 1));
         let sql = format!(
-            "SELECT {COLUMNS} FROM popugs {filter_sql}ORDER BY id LIMIT ${}",
-            values.len()
+            "SELECT {COLUMNS} FROM popugs {}ORDER BY id LIMIT {}",
+            conditions.clause(),
+            conditions.bind(page.first as i64 + 1)
         );
+        let values = conditions.into_values();
         let rows: Vec<PopugRow> =
             ates_db::bind_all_as(sqlx::query_as(sqlx::AssertSqlSafe(sql)), values)
                 .fetch_all(self.db.pool())

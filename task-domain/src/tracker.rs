@@ -1,6 +1,6 @@
 //! The task tracker's processes: New Task, Complete Task, Shuffle Tasks.
 
-use ates_db::{Db, Value, to_micros};
+use ates_db::{Conditions, Db, to_micros};
 use ates_events::NewEvent;
 use ates_events::outbox::{self, Committed};
 use ates_events::task::{TaskAssigned, TaskCompleted, TaskCreated};
@@ -280,31 +280,22 @@ impl Tracker {
         filter: &TaskFilter,
         page: &PageRequest,
     ) -> Result<Page<Task>, TaskError> {
-        let mut values = Vec::new();
-        let mut conditions = Vec::new();
-        let mut condition = |column: &str, operator: &str, value: Value| {
-            values.push(value);
-            conditions.push(format!("{column} {operator} ${}", values.len()));
-        };
+        let mut conditions = Conditions::default();
         if let Some(assignee) = &filter.assignee_id {
-            condition("assignee_id", "=", Value::from(assignee.0.as_str()));
+            conditions.compare("assignee_id", "=", assignee.0.as_str());
         }
         if let Some(status) = filter.status {
-            condition("status", "=", Value::from(status.as_str()));
+            conditions.compare("status", "=", status.as_str());
         }
         if let Some(after) = &page.after {
-            condition("id", "<", Value::from(after.as_str()));
+            conditions.compare("id", "<", after.as_str());
         }
-        let filter_sql = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {} ", conditions.join(" AND "))
-        };
-        values.push(Value::Int(page.first as i64 + 1));
         let sql = format!(
-            "SELECT {COLUMNS} FROM tasks {filter_sql}ORDER BY id DESC LIMIT ${}",
-            values.len()
+            "SELECT {COLUMNS} FROM tasks {}ORDER BY id DESC LIMIT {}",
+            conditions.clause(),
+            conditions.bind(page.first as i64 + 1)
         );
+        let values = conditions.into_values();
         let rows: Vec<TaskRow> =
             ates_db::bind_all_as(sqlx::query_as(sqlx::AssertSqlSafe(sql)), values)
                 .fetch_all(self.db.pool())
