@@ -12,12 +12,16 @@
 //! 4. on PostgreSQL, runs `pgbench -M prepared -c 32 -j 2` on the statements the gateway sends
 //!    for the two reads, and prints the gateway's rate as a share of that ceiling;
 //! 5. shuffles every open task while one popug keeps creating tasks, and prints how long the
-//!    shuffle took to answer, when the ledger had every event, and each creation's wait.
+//!    shuffle took to answer, when the ledger had every event, and each creation's wait;
+//! 6. opens 10,000 WebSockets, each a popug of its own subscribed to its `taskAssigned`, while
+//!    the manager creates 50 tasks a second, and prints the gateway's RSS before and after the
+//!    sockets opened and the delay from each event's commit to its delivery.
 //!
 //! Printed: req/s, p50 and p99 per operation, errors, and the gateway's RSS.
 //!
 //! cargo run --release -p gateway --example bench_load -- [postgres://…/postgres]
 //!     [--gateway PATH] [--seconds N] [--tasks N] [--sqlite-tasks N (0: PostgreSQL only)]
+//!     [--sockets N (0: none)]
 //!
 //! `--gateway` runs another build of the gateway (an older commit's, to compare); by default
 //! the bench builds and runs this checkout's release binary.
@@ -55,6 +59,7 @@ struct Options {
     seconds: u64,
     tasks: usize,
     sqlite_tasks: usize,
+    sockets: usize,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -64,6 +69,7 @@ fn options() -> anyhow::Result<Options> {
         seconds: 10,
         tasks: 150_000,
         sqlite_tasks: 20_000,
+        sockets: 10_000,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -76,6 +82,7 @@ fn options() -> anyhow::Result<Options> {
             "--seconds" => options.seconds = value()?.parse()?,
             "--tasks" => options.tasks = value()?.parse()?,
             "--sqlite-tasks" => options.sqlite_tasks = value()?.parse()?,
+            "--sockets" => options.sockets = value()?.parse()?,
             url if url.starts_with("postgres") => options.postgres = Some(url.to_owned()),
             other => anyhow::bail!("unknown argument {other}"),
         }
@@ -527,6 +534,16 @@ async fn bench(
 
     wait_for_ledger(&db, Duration::from_secs(120)).await?;
     shuffle(&gateway, &crew, &db, backend).await?;
+    if options.sockets > 0 {
+        watchers(
+            &gateway,
+            &crew,
+            backend,
+            options.sockets,
+            options.seconds.max(20),
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -616,6 +633,161 @@ async fn shuffle(
         at(0.5).as_secs_f64() * 1e3,
         at(1.0).as_secs_f64() * 1e3
     );
+    Ok(())
+}
+
+/// Tasks the manager creates per second while the sockets watch.
+const WATCHED_RATE: u64 = 50;
+/// Sockets being opened at once.
+const OPENING: usize = 64;
+/// First id of the popugs who watch their boards.
+const FIRST_WATCHER: usize = 100_001;
+
+/// `count` popugs, each on a socket of its own subscribed to its `taskAssigned`, while the
+/// manager creates tasks: the gateway's memory per socket, and commit → delivery delays.
+async fn watchers(
+    gateway: &Gateway,
+    crew: &Crew,
+    backend: &str,
+    count: usize,
+    seconds: u64,
+) -> anyhow::Result<()> {
+    use futures::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+    let open_files = std::fs::read_to_string("/proc/self/limits")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<usize>().ok())
+        .unwrap_or(usize::MAX);
+    anyhow::ensure!(
+        open_files > count + 1000,
+        "{count} sockets need more open files than `ulimit -n` allows ({open_files})"
+    );
+    let ws_url = gateway.url.replacen("http://", "ws://", 1) + "/ws";
+    let rss_before = gateway.rss_mb();
+    let opening = Instant::now();
+    let opened = futures::stream::iter(0..count)
+        .map(|i| {
+            let ws_url = ws_url.clone();
+            async move {
+                let id = (FIRST_WATCHER + i).to_string();
+                let token = support::token("worker", &id, &format!("Watcher {id}"))?;
+                let mut request = ws_url.as_str().into_client_request()?;
+                request
+                    .headers_mut()
+                    .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
+                let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
+                let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
+                ws.send(Message::Text(init.to_string().into())).await?;
+                let ack = ws.next().await.ok_or_else(|| anyhow::anyhow!("no ack"))??;
+                anyhow::ensure!(ack.to_text()?.contains("connection_ack"), "refused: {ack}");
+                Ok::<_, anyhow::Error>(ws)
+            }
+        })
+        .buffer_unordered(OPENING)
+        .collect::<Vec<_>>()
+        .await;
+    let sockets = opened.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    let opening = opening.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_open = gateway.rss_mb();
+
+    let delays: Arc<std::sync::Mutex<Vec<Duration>>> = Arc::default();
+    let subscribe = json!({ "type": "subscribe", "id": "1",
+        "payload": { "query": "subscription { taskAssigned { seq occurredAt task { id } } }" } })
+    .to_string();
+    let mut readers = Vec::with_capacity(count);
+    for mut ws in sockets {
+        ws.send(Message::Text(subscribe.clone().into())).await?;
+        let delays = Arc::clone(&delays);
+        readers.push(tokio::spawn(async move {
+            while let Some(Ok(message)) = ws.next().await {
+                let Message::Text(text) = message else {
+                    continue;
+                };
+                let received = chrono::Utc::now();
+                let Ok(value) = serde_json::from_str::<Value>(text.as_str()) else {
+                    continue;
+                };
+                let occurred = value["payload"]["data"]["taskAssigned"]["occurredAt"]
+                    .as_str()
+                    .and_then(|o| chrono::DateTime::parse_from_rfc3339(o).ok());
+                if let Some(occurred) = occurred {
+                    let delay = (received - occurred.with_timezone(&chrono::Utc))
+                        .to_std()
+                        .unwrap_or_default();
+                    delays.lock().expect("delays").push(delay);
+                }
+            }
+        }));
+    }
+    // A subscription is live once its first poll subscribed to the feed; there is no ack.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_subscribed = gateway.rss_mb();
+    let per_socket = |mb: f64| mb * 1024.0 / count as f64;
+    println!(
+        "{backend}: opened {count} sockets, one popug each, in {:.1} s; gateway RSS {rss_before:.0} MB \
+         before, {rss_open:.0} MB with them open ({:.1} KB a socket), {rss_subscribed:.0} MB once \
+         each subscribed to its taskAssigned ({:.1} KB a subscription)",
+        opening.as_secs_f64(),
+        per_socket(rss_open - rss_before),
+        per_socket(rss_subscribed - rss_open),
+    );
+
+    // The manager creates tasks at a steady rate; each goes to a random worker, most of them
+    // watchers.
+    let client = reqwest::Client::new();
+    let watched = FIRST_WATCHER..FIRST_WATCHER + count;
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / WATCHED_RATE));
+    let mut creations = Vec::new();
+    for n in 0..WATCHED_RATE * seconds {
+        ticker.tick().await;
+        let (client, url, manager) = (client.clone(), gateway.url.clone(), crew.manager.clone());
+        creations.push(tokio::spawn(async move {
+            let body =
+                json!({ "query": CREATE, "variables": { "t": format!("Watched task {n}") } });
+            let answer = send(&client, &url, &manager, &body).await.1?;
+            answer["data"]["createTask"]["assignee"]["id"]
+                .as_str()
+                .and_then(|id| id.parse::<usize>().ok())
+        }));
+    }
+    let (mut expected, mut failed) = (0, 0);
+    for creation in creations {
+        match creation.await? {
+            Some(assignee) if watched.contains(&assignee) => expected += 1,
+            Some(_) => {}
+            None => failed += 1,
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while delays.lock().expect("delays").len() < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rss_after = gateway.rss_mb();
+    let mut delays = delays.lock().expect("delays").clone();
+    delays.sort();
+    let at = |q: f64| {
+        delays
+            .get(((delays.len() as f64 * q) as usize).min(delays.len().saturating_sub(1)))
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+    };
+    println!(
+        "{backend}: {} tasks created at {WATCHED_RATE}/s ({failed} failed) while they watched: \
+         {} of {expected} assignments delivered to their sockets; commit -> delivery p50 {:.1} ms, \
+         p99 {:.1} ms, max {:.1} ms; gateway RSS {rss_after:.0} MB after",
+        WATCHED_RATE * seconds,
+        delays.len(),
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
+    for reader in readers {
+        reader.abort();
+    }
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! The task tracker's processes: New Task, Complete Task, Shuffle Tasks.
 
-use ates_db::{Conditions, Db, to_micros};
+use ates_db::{Backend, Conditions, Db, to_micros};
 use ates_events::NewEvent;
 use ates_events::outbox::{self, Committed};
 use ates_events::task::{TaskAssigned, TaskCompleted, TaskCreated};
@@ -15,7 +15,7 @@ use crate::{
     TaskStatus,
 };
 
-/// Rows per bulk UPDATE of a shuffle (two parameters each).
+/// Rows per bulk UPDATE of a shuffle on SQLite (two parameters each).
 const SHUFFLE_CHUNK: usize = 1_000;
 
 /// What a shuffle did: every open task was drawn anew (`reassigned`, each one an assignment
@@ -230,8 +230,13 @@ impl Tracker {
             .filter(|(_, previous, next)| *previous != next.0)
             .map(|(task, _, next)| (task.as_str(), next.0.as_str()))
             .collect();
-        for chunk in moves.chunks(SHUFFLE_CHUNK) {
-            reassign(&mut tx, chunk).await?;
+        match self.db.backend() {
+            Backend::Postgres => reassign_all(&mut tx, &moves).await?,
+            Backend::Sqlite => {
+                for chunk in moves.chunks(SHUFFLE_CHUNK) {
+                    reassign(&mut tx, chunk).await?;
+                }
+            }
         }
         let now = self.db.now();
         let events: Vec<NewEvent> = draws
@@ -316,7 +321,27 @@ async fn find(conn: &mut AnyConnection, id: &TaskId) -> Result<Option<Task>, Tas
     Ok(row.map(Task::from))
 }
 
-/// Moves each `(task, assignee)` pair in one statement. Both backends name the columns of a
+/// Moves every `(task, assignee)` pair in one statement (PostgreSQL), the pairs passed as one
+/// JSON array. In chunks of a thousand, each statement chose a hash join over the whole table,
+/// whose every chunk leaves more dead rows for the next to scan: 4.5 s of a 6.9 s shuffle of
+/// 100,000 tasks went there.
+async fn reassign_all(conn: &mut AnyConnection, moves: &[(&str, &str)]) -> Result<(), TaskError> {
+    if moves.is_empty() {
+        return Ok(());
+    }
+    let pairs = serde_json::to_string(moves).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query(
+        "UPDATE tasks SET assignee_id = v.assignee \
+         FROM (SELECT e->>0 AS id, e->>1 AS assignee FROM json_array_elements($1::json) AS e) AS v \
+         WHERE tasks.id = v.id",
+    )
+    .bind(pairs)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves each `(task, assignee)` pair in one statement (SQLite), which names the columns of a
 /// bare VALUES list `column1`, `column2`.
 ///
 /// No `status = 'OPEN'` here: the shuffle's transaction holds the rows (locked on PostgreSQL,

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use async_graphql::futures_util::Stream;
 use async_graphql::{Context, ID, Object, Subscription};
+use ates_db::Db;
 use ates_events::Contract;
-use ates_events::outbox::{self, StoredEvent};
+use ates_events::outbox::{self, Position, StoredEvent};
 use ates_events::task::{TaskAssigned, TaskCompleted};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -37,9 +38,7 @@ impl Subscription {
         after: Option<i64>,
     ) -> Result<impl Stream<Item = ApiResult<TaskAssignedEvent>> + use<>, ApiError> {
         let watched = watched(ctx, assignee_id)?;
-        let stream = events::<TaskAssigned, _>(ctx.feed(), after, move |e| {
-            watched.as_ref().is_none_or(|w| w.0 == e.assignee_id)
-        })?;
+        let stream = events::<TaskAssigned>(ctx.feed(), after, watched)?;
         Ok(async_graphql::futures_util::StreamExt::map(
             stream,
             |item| {
@@ -61,9 +60,7 @@ impl Subscription {
         after: Option<i64>,
     ) -> Result<impl Stream<Item = ApiResult<TaskCompletedEvent>> + use<>, ApiError> {
         let watched = watched(ctx, assignee_id)?;
-        let stream = events::<TaskCompleted, _>(ctx.feed(), after, move |e| {
-            watched.as_ref().is_none_or(|w| w.0 == e.completer_id)
-        })?;
+        let stream = events::<TaskCompleted>(ctx.feed(), after, watched)?;
         Ok(async_graphql::futures_util::StreamExt::map(
             stream,
             |item| {
@@ -91,17 +88,31 @@ fn watched(ctx: &Context<'_>, assignee_id: Option<ID>) -> ApiResult<Option<Popug
     }
 }
 
-/// The committed events of one contract that pass `keep`, from storage after `after`, then
-/// live. A subscriber that falls further behind than the feed keeps is told where to resume.
-fn events<C, K>(
+/// An event a popug watches: it names whose it is.
+trait Watchable: Contract + DeserializeOwned + Send + 'static {
+    /// The payload's field that holds the popug the event is about.
+    const POPUG_FIELD: &'static str;
+}
+
+impl Watchable for TaskAssigned {
+    const POPUG_FIELD: &'static str = "assigneeId";
+}
+
+impl Watchable for TaskCompleted {
+    const POPUG_FIELD: &'static str = "completerId";
+}
+
+/// The committed events of one contract about `watched` (everyone's when `None`), from
+/// storage after `after`, then live. A subscriber that falls further behind than the feed keeps
+/// is told where to resume.
+///
+/// Every subscriber sees every event of the feed, so an event is decoded only for those it is
+/// about: with thousands of sockets open, the others pay one field comparison.
+fn events<C: Watchable>(
     feed: &Arc<Feed>,
     after: Option<i64>,
-    keep: K,
-) -> ApiResult<impl Stream<Item = ApiResult<(i64, DateTime<Utc>, C)>> + use<C, K>>
-where
-    C: Contract + DeserializeOwned + Send + 'static,
-    K: Fn(&C) -> bool + Send + 'static,
-{
+    watched: Option<PopugId>,
+) -> ApiResult<impl Stream<Item = ApiResult<(i64, DateTime<Utc>, C)>> + use<C>> {
     if after.is_some_and(|a| a < 0) {
         return Err(ApiError::BadUserInput("after must not be negative".into()));
     }
@@ -112,32 +123,28 @@ where
         if event.event_type != C::TYPE || event.version != C::VERSION {
             return None;
         }
-        serde_json::from_value::<C>(event.payload.clone())
-            .ok()
-            .filter(|c| keep(c))
+        if let Some(watched) = &watched {
+            let about = event.payload.get(C::POPUG_FIELD).and_then(|v| v.as_str());
+            if about != Some(watched.0.as_str()) {
+                return None;
+            }
+        }
+        C::deserialize(&event.payload).ok()
     };
     Ok(async_stream::stream! {
         let mut last = position;
         if let Some(after) = after {
-            last = match db.pool().acquire().await {
-                Ok(mut conn) => match outbox::position_of(&mut conn, after).await {
-                    Ok(position) => position,
-                    Err(error) => {
-                        yield Err(ApiError::internal(error));
-                        return;
-                    }
-                },
+            // The reads are boxed, so that a subscriber waiting for live events holds only a
+            // receiver and a position: thousands of sockets each hold one of these streams.
+            last = match Box::pin(position_of(&db, after)).await {
+                Ok(position) => position,
                 Err(error) => {
                     yield Err(ApiError::internal(error));
                     return;
                 }
             };
             loop {
-                let batch = match db.pool().acquire().await {
-                    Ok(mut conn) => outbox::read_after(&mut conn, last, REPLAY_BATCH).await,
-                    Err(error) => Err(error),
-                };
-                let batch = match batch {
+                let batch = match Box::pin(read_after(&db, last)).await {
                     Ok(batch) => batch,
                     Err(error) => {
                         yield Err(ApiError::internal(error));
@@ -176,6 +183,16 @@ where
             }
         }
     })
+}
+
+async fn position_of(db: &Db, seq: i64) -> Result<Position, sqlx::Error> {
+    let mut conn = db.pool().acquire().await?;
+    outbox::position_of(&mut conn, seq).await
+}
+
+async fn read_after(db: &Db, after: Position) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let mut conn = db.pool().acquire().await?;
+    outbox::read_after(&mut conn, after, REPLAY_BATCH).await
 }
 
 async fn task(ctx: &Context<'_>, id: &str) -> ApiResult<TaskObject> {
