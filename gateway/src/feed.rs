@@ -1,19 +1,25 @@
 //! The live feed of committed events, for subscribers.
 //!
-//! The outbox is the truth; this follows it by sequence number and fans each event out on a
-//! bounded broadcast channel. It wakes when told (a local commit, or PostgreSQL's NOTIFY from
+//! The outbox is the truth; this follows it by sequence number and routes each event to the
+//! subscribers it is about: those watching its popug, and those watching everyone. With
+//! 10,000 popugs on their boards, an assignment wakes one subscriber and the watchers, not
+//! all 10,000. Each subscriber has a bounded queue; one that falls that far behind is dropped
+//! and told to resume from where it got to. It wakes when told (a local commit, or PostgreSQL's NOTIFY from
 //! another replica) and on a timer, so a wake-up lost while a listener reconnects delays an
 //! event by at most the poll interval and never loses it. Following the outbox's positions
 //! sees every event once, in an order that never changes behind the feed.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ates_db::{Backend, Db};
 use ates_events::Contract as _;
 use ates_events::outbox::{self, Position, StoredEvent};
 use ates_events::task::{TaskAssigned, TaskCompleted};
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{Notify, mpsc};
 
 /// How often the feed looks at the outbox when nobody wakes it.
 const POLL: Duration = Duration::from_secs(1);
@@ -22,9 +28,11 @@ const BATCH: i64 = 500;
 
 pub struct Feed {
     db: Db,
-    events: broadcast::Sender<Arc<StoredEvent>>,
-    /// The position of the last event fanned out.
-    position: watch::Sender<Position>,
+    /// Subscribers by the popug they watch (`None`: everyone), and the position of the last
+    /// event routed: one lock, so a new subscriber misses nothing and gets nothing twice.
+    routes: Mutex<Routes>,
+    /// Events a subscriber may fall behind before it is dropped.
+    capacity: usize,
     wake: Notify,
     /// Poked after this replica committed events: tells the other replicas (PostgreSQL).
     announce: Arc<Notify>,
@@ -40,8 +48,11 @@ impl Feed {
         };
         let feed = Arc::new(Self {
             db,
-            events: broadcast::Sender::new(capacity),
-            position: watch::Sender::new(end),
+            routes: Mutex::new(Routes {
+                position: end,
+                watchers: HashMap::new(),
+            }),
+            capacity: capacity.max(1),
             wake: Notify::new(),
             announce: Arc::new(Notify::new()),
         });
@@ -52,10 +63,21 @@ impl Feed {
         Ok(feed)
     }
 
-    /// A receiver of every event after the returned position.
-    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<StoredEvent>>, Position) {
-        let receiver = self.events.subscribe();
-        (receiver, *self.position.borrow())
+    /// The assignments and completions about `popug` (everyone's when `None`) after the
+    /// returned position.
+    pub fn subscribe(&self, popug: Option<&str>) -> (Subscriber, Position) {
+        let (sender, events) = mpsc::channel(self.capacity);
+        let lagged = Arc::new(AtomicBool::new(false));
+        let mut routes = self.routes.lock().expect("feed routes");
+        let position = routes.position;
+        let same = routes.watchers.entry(popug.map(str::to_owned)).or_default();
+        // Subscribers that went away are dropped here too, not only when an event finds them.
+        same.retain(|route| !route.sender.is_closed());
+        same.push(Route {
+            sender,
+            lagged: Arc::clone(&lagged),
+        });
+        (Subscriber { events, lagged }, position)
     }
 
     /// Another replica committed events: look at the outbox now.
@@ -89,22 +111,92 @@ impl Feed {
 
     /// Sends the next batch; true when there may be more.
     async fn fan_out(&self) -> Result<bool, sqlx::Error> {
-        let after = *self.position.borrow();
+        let after = self.routes.lock().expect("feed routes").position;
         let mut conn = self.db.pool().acquire().await?;
         let batch = outbox::read_after(&mut conn, after, BATCH).await?;
         drop(conn);
         let full = batch.len() as i64 == BATCH;
+        let mut routes = self.routes.lock().expect("feed routes");
         for event in batch {
             let position = event.position();
             // Subscribers hear of assignments and completions; a day close's thousands of
-            // payouts must not push them out of the channel.
-            if [TaskAssigned::TYPE, TaskCompleted::TYPE].contains(&event.event_type.as_str()) {
-                // No receivers is fine: nobody is subscribed.
-                let _ = self.events.send(Arc::new(event));
+            // payouts are nobody's board.
+            if let Some(popug) = about(&event) {
+                let popug = popug.to_owned();
+                let event = Arc::new(event);
+                routes.send(Some(popug), &event);
+                routes.send(None, &event);
             }
-            self.position.send_replace(position);
+            routes.position = position;
         }
         Ok(full)
+    }
+}
+
+/// The popug a live event is about: the assignee of an assignment, the completer of a
+/// completion. Other events go to no subscriber.
+fn about(event: &StoredEvent) -> Option<&str> {
+    let field = match event.event_type.as_str() {
+        TaskAssigned::TYPE => "assigneeId",
+        TaskCompleted::TYPE => "completerId",
+        _ => return None,
+    };
+    event.payload.get(field)?.as_str()
+}
+
+struct Routes {
+    /// The last event routed.
+    position: Position,
+    watchers: HashMap<Option<String>, Vec<Route>>,
+}
+
+impl Routes {
+    /// Queues `event` for everyone watching `key`; drops those gone, and those too far behind.
+    fn send(&mut self, key: Option<String>, event: &Arc<StoredEvent>) {
+        let Some(routes) = self.watchers.get_mut(&key) else {
+            return;
+        };
+        routes.retain(|route| match route.sender.try_send(Arc::clone(event)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                route.lagged.store(true, Ordering::Release);
+                false
+            }
+            Err(TrySendError::Closed(_)) => false,
+        });
+        if routes.is_empty() {
+            self.watchers.remove(&key);
+        }
+    }
+}
+
+struct Route {
+    sender: mpsc::Sender<Arc<StoredEvent>>,
+    lagged: Arc<AtomicBool>,
+}
+
+/// One subscriber's events, in order.
+pub struct Subscriber {
+    events: mpsc::Receiver<Arc<StoredEvent>>,
+    lagged: Arc<AtomicBool>,
+}
+
+/// Why a subscriber's events ended.
+pub enum Ended {
+    /// It fell further behind than the feed keeps: it must resume from storage.
+    Lagged,
+    /// The feed stopped.
+    Closed,
+}
+
+impl Subscriber {
+    /// The next event, or why there is none.
+    pub async fn recv(&mut self) -> Result<Arc<StoredEvent>, Ended> {
+        match self.events.recv().await {
+            Some(event) => Ok(event),
+            None if self.lagged.load(Ordering::Acquire) => Err(Ended::Lagged),
+            None => Err(Ended::Closed),
+        }
     }
 }
 

@@ -11,12 +11,11 @@ use ates_events::task::{TaskAssigned, TaskCompleted};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use task_domain::{PopugId, Role, TaskId};
-use tokio::sync::broadcast::error::RecvError;
 
 use super::popug::PopugObject;
 use super::task::{TaskObject, task_prices};
 use super::{ApiError, ApiResult, ContextExt, load_popug};
-use crate::feed::Feed;
+use crate::feed::{Ended, Feed};
 
 /// Who may watch everyone's tasks.
 const WATCHERS: [Role; 2] = [Role::Admin, Role::Manager];
@@ -88,26 +87,30 @@ fn watched(ctx: &Context<'_>, assignee_id: Option<ID>) -> ApiResult<Option<Popug
     }
 }
 
-/// An event a popug watches: it names whose it is.
+/// An event a popug watches.
 trait Watchable: Contract + DeserializeOwned + Send + 'static {
-    /// The payload's field that holds the popug the event is about.
-    const POPUG_FIELD: &'static str;
+    /// The popug it is about.
+    fn popug(&self) -> &str;
 }
 
 impl Watchable for TaskAssigned {
-    const POPUG_FIELD: &'static str = "assigneeId";
+    fn popug(&self) -> &str {
+        &self.assignee_id
+    }
 }
 
 impl Watchable for TaskCompleted {
-    const POPUG_FIELD: &'static str = "completerId";
+    fn popug(&self) -> &str {
+        &self.completer_id
+    }
 }
 
 /// The committed events of one contract about `watched` (everyone's when `None`), from
 /// storage after `after`, then live. A subscriber that falls further behind than the feed keeps
 /// is told where to resume.
 ///
-/// Every subscriber sees every event of the feed, so an event is decoded only for those it is
-/// about: with thousands of sockets open, the others pay one field comparison.
+/// Live, the feed hands over only the events about `watched`; the ones from storage are
+/// filtered here.
 fn events<C: Watchable>(
     feed: &Arc<Feed>,
     after: Option<i64>,
@@ -117,19 +120,17 @@ fn events<C: Watchable>(
         return Err(ApiError::BadUserInput("after must not be negative".into()));
     }
     // Subscribe before reading storage: whatever commits after the read arrives live.
-    let (mut live, position) = feed.subscribe();
+    let (mut live, position) = feed.subscribe(watched.as_ref().map(|w| w.0.as_str()));
     let db = feed.db().clone();
     let decode = move |event: &StoredEvent| -> Option<C> {
         if event.event_type != C::TYPE || event.version != C::VERSION {
             return None;
         }
-        if let Some(watched) = &watched {
-            let about = event.payload.get(C::POPUG_FIELD).and_then(|v| v.as_str());
-            if about != Some(watched.0.as_str()) {
-                return None;
-            }
-        }
-        C::deserialize(&event.payload).ok()
+        let contract = C::deserialize(&event.payload).ok()?;
+        watched
+            .as_ref()
+            .is_none_or(|w| contract.popug() == w.0)
+            .then_some(contract)
     };
     Ok(async_stream::stream! {
         let mut last = position;
@@ -173,13 +174,13 @@ fn events<C: Watchable>(
                         yield Ok((event.seq, event.occurred_at, contract));
                     }
                 }
-                Err(RecvError::Lagged(_)) => {
+                Err(Ended::Lagged) => {
                     yield Err(ApiError::Conflict(format!(
                         "this subscriber fell too far behind; subscribe again with after: {}", last.seq
                     )));
                     return;
                 }
-                Err(RecvError::Closed) => return,
+                Err(Ended::Closed) => return,
             }
         }
     })
