@@ -12,7 +12,6 @@ use chrono::{DateTime, Utc};
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 const POPUGS: usize = 200;
 const PER_POPUG: usize = 5;
@@ -47,14 +46,7 @@ async fn bench(backend: &str, url: &str, data_dir: &std::path::Path) -> anyhow::
             .json(&json!({ "query": "{ me { id } }" }))
             .send()
             .await?;
-        let mut request = format!("ws://{addr}/graphql/ws").into_client_request()?;
-        request
-            .headers_mut()
-            .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
-        let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
-        let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
-        ws.send(Message::Text(init.to_string().into())).await?;
-        ws.next().await.ok_or_else(|| anyhow::anyhow!("no ack"))??;
+        let mut ws = support::open_socket(&format!("ws://{addr}/graphql/ws"), &token).await?;
         for id in 0..PER_POPUG {
             let subscribe = json!({ "type": "subscribe", "id": id.to_string(),
                 "payload": { "query": "subscription { taskAssigned { seq occurredAt } }" } });

@@ -654,7 +654,6 @@ async fn watchers(
 ) -> anyhow::Result<()> {
     use futures::{SinkExt as _, StreamExt as _};
     use tokio_tungstenite::tungstenite::Message;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
     let open_files = std::fs::read_to_string("/proc/self/limits")
         .unwrap_or_default()
@@ -675,16 +674,7 @@ async fn watchers(
             async move {
                 let id = (FIRST_WATCHER + i).to_string();
                 let token = support::token("worker", &id, &format!("Watcher {id}"))?;
-                let mut request = ws_url.as_str().into_client_request()?;
-                request
-                    .headers_mut()
-                    .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
-                let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
-                let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
-                ws.send(Message::Text(init.to_string().into())).await?;
-                let ack = ws.next().await.ok_or_else(|| anyhow::anyhow!("no ack"))??;
-                anyhow::ensure!(ack.to_text()?.contains("connection_ack"), "refused: {ack}");
-                Ok::<_, anyhow::Error>(ws)
+                support::open_socket(&ws_url, &token).await
             }
         })
         .buffer_unordered(OPENING)

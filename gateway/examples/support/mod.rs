@@ -28,6 +28,29 @@ pub fn token(role: &str, sub: &str, name: &str) -> anyhow::Result<String> {
     )?)
 }
 
+/// A client's WebSocket.
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A `graphql-transport-ws` socket to `url` (`ws://…/graphql/ws`), initialised with `token`
+/// and acknowledged.
+pub async fn open_socket(url: &str, token: &str) -> anyhow::Result<Socket> {
+    use futures::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+    let mut request = url.into_client_request()?;
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
+    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
+    ws.send(Message::Text(init.to_string().into())).await?;
+    let ack = ws.next().await.ok_or_else(|| anyhow::anyhow!("no ack"))??;
+    anyhow::ensure!(ack.to_text()?.contains("connection_ack"), "refused: {ack}");
+    Ok(ws)
+}
+
 /// Starts a gateway on `url` (configured as `adjust` says) on 127.0.0.1:0; its address.
 pub async fn serve(
     url: &str,
