@@ -167,7 +167,7 @@ impl Ledger {
         task_ids: &[String],
     ) -> Result<HashMap<String, Prices>, AccountingError> {
         let rows: Vec<(String, i64, i64)> = ates_db::fetch_in(
-            self.db.pool(),
+            &self.db,
             "SELECT task_id, assign_fee, reward FROM task_prices WHERE task_id IN",
             task_ids,
         )

@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use ates_db::{Backend, Db, Value, placeholders, to_micros};
+use ates_db::{Backend, Db, Value, list_placeholders, placeholders, to_micros};
 use ates_events::NewEvent;
 use ates_events::outbox;
 use ates_events::payout::PayoutMade;
@@ -279,7 +279,7 @@ impl Payday {
         let sql = format!(
             // In id order, as the ledger locks them, so neither waits for the other in a circle.
             "SELECT popug_id, balance FROM accounts WHERE popug_id IN ({}) ORDER BY popug_id{}",
-            placeholders(1, candidates.len()),
+            list_placeholders(self.db.backend(), candidates.len()),
             self.db.lock_rows()
         );
         let ids = candidates.iter().map(|c| Value::Text(c.popug.clone()));

@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use ates_db::{Value, placeholders, to_micros};
+use ates_db::{Backend, Value, list_placeholders, to_micros};
 use ates_events::Contract;
 use ates_events::outbox::StoredEvent;
 use ates_events::task::{TaskAssigned, TaskCompleted, TaskCreated};
@@ -288,7 +288,7 @@ async fn prices_in(
     for chunk in tasks.chunks(IN_CHUNK) {
         let sql = format!(
             "SELECT task_id, assign_fee, reward FROM task_prices WHERE task_id IN ({})",
-            placeholders(1, chunk.len())
+            list_placeholders(Backend::of(conn), chunk.len())
         );
         let rows: Vec<(String, i64, i64)> = ates_db::bind_all_as(
             sqlx::query_as(sqlx::AssertSqlSafe(sql)),
@@ -318,7 +318,7 @@ async fn balances_in(
     for chunk in sorted.chunks(IN_CHUNK) {
         let sql = format!(
             "SELECT popug_id, balance FROM accounts WHERE popug_id IN ({}) ORDER BY popug_id{lock_rows}",
-            placeholders(1, chunk.len())
+            list_placeholders(Backend::of(conn), chunk.len())
         );
         let rows: Vec<(String, i64)> = ates_db::bind_all_as(
             sqlx::query_as(sqlx::AssertSqlSafe(sql)),

@@ -8,7 +8,7 @@
 //! never changes behind a consumer. Writers need not wait for each other to commit. SQLite has
 //! one writer at a time: `seq` is commit order there, and every row's xid is 0.
 
-use ates_db::{from_micros, to_micros};
+use ates_db::{Backend, from_micros, to_micros};
 use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, FromRow};
 
@@ -60,10 +60,6 @@ pub fn last_position(events: &[StoredEvent]) -> Option<Position> {
     events.iter().map(StoredEvent::position).max()
 }
 
-fn is_postgres(conn: &AnyConnection) -> bool {
-    conn.backend_name() == "PostgreSQL"
-}
-
 /// The rows past the position bound to `$1` (xid) and `$2` (seq), in a form each planner
 /// serves from `outbox_by_position`: PostgreSQL compares the pair in the index; SQLite would
 /// scan every row of the first column's range, but its xid is always 0.
@@ -93,10 +89,7 @@ pub async fn append(
         let sql = format!(
             "INSERT INTO outbox (id, event_type, version, aggregate_id, payload, occurred_at) \
              VALUES {} RETURNING id, seq, xid",
-            (0..chunk.len())
-                .map(|row| format!("({})", ates_db::placeholders(row * 6 + 1, 6)))
-                .collect::<Vec<_>>()
-                .join(", ")
+            ates_db::row_placeholders(Backend::of(conn), chunk.len(), 6)
         );
         let mut query = sqlx::query_as::<_, (String, i64, i64)>(sqlx::AssertSqlSafe(sql));
         for event in chunk {
@@ -154,7 +147,7 @@ pub async fn read_after(
     after: Position,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    let postgres = is_postgres(conn);
+    let postgres = Backend::of(conn) == Backend::Postgres;
     let settled = if postgres {
         format!(" AND {SETTLED_PG}")
     } else {
@@ -190,7 +183,7 @@ pub async fn read_after(
 /// The position of the last event a consumer may take now: where a follower that wants only
 /// what comes next starts.
 pub async fn end(conn: &mut AnyConnection) -> Result<Position, sqlx::Error> {
-    let settled = if is_postgres(conn) {
+    let settled = if Backend::of(conn) == Backend::Postgres {
         format!("WHERE {SETTLED_PG} ")
     } else {
         String::new()

@@ -385,7 +385,7 @@ impl Popugs {
         }
         let generation = self.recent.generation();
         let select = format!("SELECT {COLUMNS} FROM popugs WHERE id IN");
-        let rows: Vec<PopugRow> = ates_db::fetch_in(self.db.pool(), &select, &missing).await?;
+        let rows: Vec<PopugRow> = ates_db::fetch_in(&self.db, &select, &missing).await?;
         self.recent.keep(generation, rows.iter().cloned());
         found.extend(rows.into_iter().map(Popug::from));
         Ok(found)

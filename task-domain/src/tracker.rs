@@ -271,7 +271,7 @@ impl Tracker {
     pub async fn by_ids(&self, ids: &[TaskId]) -> Result<Vec<Task>, TaskError> {
         let keys: Vec<String> = ids.iter().map(|id| id.0.clone()).collect();
         let select = format!("SELECT {COLUMNS} FROM tasks WHERE id IN");
-        let rows: Vec<TaskRow> = ates_db::fetch_in(self.db.pool(), &select, &keys).await?;
+        let rows: Vec<TaskRow> = ates_db::fetch_in(&self.db, &select, &keys).await?;
         Ok(rows.into_iter().map(Task::from).collect())
     }
 
@@ -349,10 +349,7 @@ async fn reassign_all(conn: &mut AnyConnection, moves: &[(&str, &str)]) -> Resul
 /// SQLite's planner to drive the join from the status index, which took 7 s instead of 0.14 s
 /// for 10,000 tasks.
 async fn reassign(conn: &mut AnyConnection, moves: &[(&str, &str)]) -> Result<(), TaskError> {
-    let values = (0..moves.len())
-        .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let values = ates_db::row_placeholders(Backend::Sqlite, moves.len(), 2);
     let sql = format!(
         "UPDATE tasks SET assignee_id = v.column2 FROM (VALUES {values}) AS v \
          WHERE tasks.id = v.column1"
