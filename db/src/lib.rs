@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::{Any, AnyPool, Connection as _, Executor, Transaction};
 
 pub use sqlx::Error as SqlError;
 
@@ -43,6 +43,10 @@ pub enum DbError {
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
+
+/// How long a pooled connection may sit idle before it is tested (pinged) again when handed
+/// out.
+const PING_WHEN_IDLE: Duration = Duration::from_secs(5);
 
 /// A pool, the backend behind it, and the clock that stamps what is written. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -156,6 +160,18 @@ impl Db {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(acquire_timeout)
+            // sqlx pings every connection it hands out, by default: one more round trip for
+            // each of a request's queries. Only a connection that sat idle a while is tested
+            // now; one in steady use has just shown it works.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_WHEN_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
