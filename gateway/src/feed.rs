@@ -4,10 +4,12 @@
 //! subscribers it is about: those watching its popug, and those watching everyone. With
 //! 10,000 popugs on their boards, an assignment wakes one subscriber and the watchers, not
 //! all 10,000. Each subscriber has a bounded queue; one that falls that far behind is dropped
-//! and told to resume from where it got to. It wakes when told (a local commit, or PostgreSQL's NOTIFY from
-//! another replica) and on a timer, so a wake-up lost while a listener reconnects delays an
-//! event by at most the poll interval and never loses it. Following the outbox's positions
-//! sees every event once, in an order that never changes behind the feed.
+//! and told to resume from where it got to.
+//!
+//! It wakes when told (a local commit, or PostgreSQL's NOTIFY from another replica) and on a
+//! timer, so a wake-up lost while a listener reconnects delays an event by at most the poll
+//! interval and never loses it. Following the outbox's positions sees every event once, in an
+//! order that never changes behind the feed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -135,7 +137,7 @@ impl Feed {
 
 /// The popug a live event is about: the assignee of an assignment, the completer of a
 /// completion. Other events go to no subscriber.
-fn about(event: &StoredEvent) -> Option<&str> {
+pub(crate) fn about(event: &StoredEvent) -> Option<&str> {
     let field = match event.event_type.as_str() {
         TaskAssigned::TYPE => "assigneeId",
         TaskCompleted::TYPE => "completerId",

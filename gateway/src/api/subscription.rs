@@ -15,7 +15,7 @@ use task_domain::{PopugId, Role, TaskId};
 use super::popug::PopugObject;
 use super::task::{TaskObject, task_prices};
 use super::{ApiError, ApiResult, ContextExt, load_popug};
-use crate::feed::{Ended, Feed};
+use crate::feed::{self, Ended, Feed};
 
 /// Who may watch everyone's tasks.
 const WATCHERS: [Role; 2] = [Role::Admin, Role::Manager];
@@ -87,31 +87,13 @@ fn watched(ctx: &Context<'_>, assignee_id: Option<ID>) -> ApiResult<Option<Popug
     }
 }
 
-/// An event a popug watches.
-trait Watchable: Contract + DeserializeOwned + Send + 'static {
-    /// The popug it is about.
-    fn popug(&self) -> &str;
-}
-
-impl Watchable for TaskAssigned {
-    fn popug(&self) -> &str {
-        &self.assignee_id
-    }
-}
-
-impl Watchable for TaskCompleted {
-    fn popug(&self) -> &str {
-        &self.completer_id
-    }
-}
-
 /// The committed events of one contract about `watched` (everyone's when `None`), from
 /// storage after `after`, then live. A subscriber that falls further behind than the feed keeps
 /// is told where to resume.
 ///
 /// Live, the feed hands over only the events about `watched`; the ones from storage are
-/// filtered here.
-fn events<C: Watchable>(
+/// filtered here, by the same rule ([`feed::about`]).
+fn events<C: Contract + DeserializeOwned + Send + 'static>(
     feed: &Arc<Feed>,
     after: Option<i64>,
     watched: Option<PopugId>,
@@ -126,11 +108,13 @@ fn events<C: Watchable>(
         if event.event_type != C::TYPE || event.version != C::VERSION {
             return None;
         }
-        let contract = C::deserialize(&event.payload).ok()?;
-        watched
+        if watched
             .as_ref()
-            .is_none_or(|w| contract.popug() == w.0)
-            .then_some(contract)
+            .is_some_and(|w| feed::about(event) != Some(w.0.as_str()))
+        {
+            return None;
+        }
+        C::deserialize(&event.payload).ok()
     };
     Ok(async_stream::stream! {
         let mut last = position;
