@@ -39,10 +39,12 @@ pub struct Ledger {
 
 impl Ledger {
     pub fn new(db: Db) -> Self {
-        // SQLite's one writer waits for a batch to commit: smaller batches keep the tracker's
-        // writes from queueing behind the ledger.
+        // A batch holds the posting lock (PostgreSQL) or the one writer's turn (SQLite) until
+        // it commits, and a mutation posting its own events waits for it: small batches keep
+        // that wait short. On PostgreSQL 2,000 events apply as fast per event as 5,000 (about
+        // 23,000 a second, `bench_ledger`) and hold the lock under 0.1 s.
         let batch = match db.backend() {
-            Backend::Postgres => 5_000,
+            Backend::Postgres => 2_000,
             Backend::Sqlite => 1_000,
         };
         Self { db, batch }
