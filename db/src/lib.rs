@@ -355,11 +355,12 @@ where
         "{select_in} ({})",
         list_placeholders(db.backend, keys.len())
     );
-    let mut query = sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql));
-    for key in keys {
-        query = query.bind(key.clone());
-    }
-    query.fetch_all(db.pool()).await
+    bind_all_as(
+        sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql)),
+        keys.iter().map(|key| Value::Text(key.clone())),
+    )
+    .fetch_all(db.pool())
+    .await
 }
 
 /// Creates an empty PostgreSQL database named `name` on the server `admin_url` points at, and
@@ -424,22 +425,40 @@ impl From<Option<String>> for Value {
     }
 }
 
-/// Binds `values` in order.
+/// Statements binding more parameters than this run unprepared.
+///
+/// Both stores keep a prepared statement per connection for each distinct text (sqlx caches
+/// up to 100 a connection). A multi-row insert or a long `IN` list has a text of its own for
+/// each row count, used once, and a big one is big prepared: SQLite compiles a thousand-row
+/// `VALUES` into a program of megabytes, and sixteen connections kept such programs (the
+/// gateway's memory grew by 40 MB over one shuffle). Small statements, the ones repeated on
+/// every request, stay prepared.
+pub const PREPARE_UP_TO: usize = 64;
+
+/// Whether a statement binding `params` parameters is kept prepared ([`PREPARE_UP_TO`]).
+pub fn keep_prepared(params: usize) -> bool {
+    params <= PREPARE_UP_TO
+}
+
+/// Binds `values` in order; a statement binding many runs unprepared ([`PREPARE_UP_TO`]).
 pub fn bind_all<'q>(
     mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
     values: impl IntoIterator<Item = Value>,
 ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    let mut bound = 0;
     for value in values {
+        bound += 1;
         query = match value {
             Value::Text(text) => query.bind(text),
             Value::Int(int) => query.bind(int),
             Value::Null => query.bind(None::<String>),
         };
     }
-    query
+    query.persistent(keep_prepared(bound))
 }
 
-/// Binds `values` in order, for a query whose rows are read as `O`.
+/// Binds `values` in order, for a query whose rows are read as `O`; a statement binding many
+/// runs unprepared ([`PREPARE_UP_TO`]).
 pub fn bind_all_as<'q, O>(
     mut query: sqlx::query::QueryAs<'q, Any, O, sqlx::any::AnyArguments>,
     values: impl IntoIterator<Item = Value>,
@@ -447,14 +466,16 @@ pub fn bind_all_as<'q, O>(
 where
     O: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
 {
+    let mut bound = 0;
     for value in values {
+        bound += 1;
         query = match value {
             Value::Text(text) => query.bind(text),
             Value::Int(int) => query.bind(int),
             Value::Null => query.bind(None::<String>),
         };
     }
-    query
+    query.persistent(keep_prepared(bound))
 }
 
 /// Binds accepted by one statement: below SQLite's and PostgreSQL's limits.

@@ -8,7 +8,7 @@
 //! never changes behind a consumer. Writers need not wait for each other to commit. SQLite has
 //! one writer at a time: `seq` is commit order there, and every row's xid is 0.
 
-use ates_db::{Backend, from_micros, to_micros};
+use ates_db::{Backend, Value, from_micros, to_micros};
 use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, FromRow};
 
@@ -81,38 +81,100 @@ pub async fn append(
     conn: &mut AnyConnection,
     events: &[NewEvent],
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    if events.is_empty() {
-        return Ok(Vec::new());
-    }
     let mut stored = Vec::with_capacity(events.len());
     for chunk in events.chunks(CHUNK) {
         let sql = format!(
-            "INSERT INTO outbox (id, event_type, version, aggregate_id, payload, occurred_at) \
-             VALUES {} RETURNING id, seq, xid",
-            ates_db::row_placeholders(Backend::of(conn), chunk.len(), 6)
+            "{INSERT} VALUES {} RETURNING id, seq, xid",
+            ates_db::row_placeholders(Backend::of(conn), chunk.len(), COLUMNS_IN)
         );
-        let mut query = sqlx::query_as::<_, (String, i64, i64)>(sqlx::AssertSqlSafe(sql));
-        for event in chunk {
-            query = query
-                .bind(event.id.to_string())
-                .bind(event.event_type)
-                .bind(event.version)
-                .bind(event.aggregate_id.clone())
-                .bind(event.payload.to_string())
-                .bind(to_micros(event.occurred_at));
-        }
-        let positions: std::collections::HashMap<String, (i64, i64)> = query
+        let query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+        let positions = ates_db::bind_all_as(query, chunk.iter().flat_map(values))
             .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .map(|(id, seq, xid)| (id, (seq, xid)))
-            .collect();
-        for event in chunk {
+            .await?;
+        stored.extend(as_stored(chunk, positions)?);
+    }
+    Ok(stored)
+}
+
+/// Appends `events` in the same statement as `write`, and only if `write` yields a row: one
+/// round trip, atomic without a transaction of its own (PostgreSQL).
+///
+/// `write` is a data-modifying statement with `RETURNING` (an `INSERT … SELECT … WHERE`, say)
+/// whose parameters are `write_values`, numbered from `$1`. It returns the events as stored,
+/// or none when `write` wrote nothing.
+pub async fn append_after(
+    conn: &mut AnyConnection,
+    write: &str,
+    write_values: Vec<Value>,
+    events: &[NewEvent],
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    if events.len() > CHUNK {
+        return Err(sqlx::Error::Protocol(format!(
+            "at most {CHUNK} events are appended with a write"
+        )));
+    }
+    let first = write_values.len() + 1;
+    let rows = (0..events.len())
+        .map(|row| {
+            let at = first + row * (COLUMNS_IN + 1);
+            format!("({})", ates_db::placeholders(at, COLUMNS_IN + 1))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "WITH written AS ({write}) {INSERT} \
+         SELECT v.id, v.event_type, v.version, v.aggregate_id, v.payload, v.occurred_at \
+         FROM written, (VALUES {rows}) AS v (id, event_type, version, aggregate_id, payload, occurred_at, n) \
+         ORDER BY v.n RETURNING id, seq, xid"
+    );
+    let ordered = events
+        .iter()
+        .zip(0i64..)
+        .flat_map(|(event, n)| values(event).into_iter().chain([Value::Int(n)]));
+    let query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+    let positions = ates_db::bind_all_as(query, write_values.into_iter().chain(ordered))
+        .fetch_all(&mut *conn)
+        .await?;
+    if positions.is_empty() {
+        return Ok(Vec::new());
+    }
+    as_stored(events, positions)
+}
+
+const INSERT: &str =
+    "INSERT INTO outbox (id, event_type, version, aggregate_id, payload, occurred_at)";
+
+/// Values an event writes, in [`INSERT`]'s order.
+const COLUMNS_IN: usize = 6;
+
+fn values(event: &NewEvent) -> [Value; COLUMNS_IN] {
+    [
+        Value::Text(event.id.to_string()),
+        Value::from(event.event_type),
+        Value::Int(event.version),
+        Value::Text(event.aggregate_id.clone()),
+        Value::Text(event.payload.to_string()),
+        Value::Int(to_micros(event.occurred_at)),
+    ]
+}
+
+/// `events` as stored, from the `(id, seq, xid)` rows their insert returned.
+fn as_stored(
+    events: &[NewEvent],
+    positions: Vec<(String, i64, i64)>,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let positions: std::collections::HashMap<String, (i64, i64)> = positions
+        .into_iter()
+        .map(|(id, seq, xid)| (id, (seq, xid)))
+        .collect();
+    events
+        .iter()
+        .map(|event| {
             let id = event.id.to_string();
             let (seq, xid) = *positions
                 .get(&id)
                 .ok_or_else(|| sqlx::Error::Protocol("the outbox did not return a row".into()))?;
-            stored.push(StoredEvent {
+            Ok(StoredEvent {
                 seq,
                 xid,
                 id,
@@ -121,10 +183,9 @@ pub async fn append(
                 aggregate_id: event.aggregate_id.clone(),
                 payload: event.payload.clone(),
                 occurred_at: event.occurred_at,
-            });
-        }
-    }
-    Ok(stored)
+            })
+        })
+        .collect()
 }
 
 #[derive(FromRow)]

@@ -190,16 +190,12 @@ impl Popugs {
 
     /// The popugs a task may be given to: active, and neither admin nor manager. From memory
     /// when read lately; a caller that finds the choice refused asks again with `fresh`.
-    pub(crate) async fn assignable(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        fresh: bool,
-    ) -> Result<Arc<Vec<PopugId>>, TaskError> {
+    pub(crate) async fn assignable(&self, fresh: bool) -> Result<Arc<Vec<PopugId>>, TaskError> {
         if !fresh && let Some(ids) = self.recent.assignable() {
             return Ok(ids);
         }
         let generation = self.recent.generation();
-        let ids = assignable(conn).await?;
+        let ids = assignable(&mut *self.db.pool().acquire().await?).await?;
         Ok(self.recent.keep_assignable(generation, ids))
     }
 
