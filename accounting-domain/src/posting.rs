@@ -4,8 +4,9 @@
 //! A batch is applied in one transaction, in event order:
 //! 1. one multi-row insert into `handled_events` tells which events are new (the others were
 //!    applied before, by this consumer or by a producer that posted its own events);
-//! 2. the new tasks of the batch are priced at once, and the prices of every task the batch
-//!    names are read in one query;
+//! 2. the new tasks of the batch are priced at once, and the prices of the other tasks the
+//!    batch names are read in one query (none when each was created in the batch, as with
+//!    `createTask`'s own events);
 //! 3. the accounts touched are read (and locked) once, the running balance of each popug is
 //!    carried through the events in order, and the log rows are written in one insert;
 //! 4. each account touched is written once.
@@ -153,42 +154,56 @@ pub(crate) async fn post(
         });
     }
 
-    // 2. Prices: drawn for the new tasks, read for every task named.
+    // 2. Prices: drawn for the new tasks, read for every other task named.
     let at = to_micros(now);
-    let drawn: Vec<Value> = {
+    let mut prices: HashMap<String, Prices> = HashMap::new();
+    let drawn: Vec<(&str, Prices)> = {
         let mut rng = rand::rng();
         fresh
             .iter()
             .filter(|(_, m)| matches!(m, Movement::Created { .. }))
-            .flat_map(|(_, m)| {
-                let prices = Prices::draw(&mut rng);
-                [
-                    Value::from(m.task()),
-                    prices.assign_fee.into(),
-                    prices.reward.into(),
-                    at.into(),
-                ]
-            })
+            .map(|(_, m)| (m.task(), Prices::draw(&mut rng)))
             .collect()
     };
     if !drawn.is_empty() {
-        ates_db::insert_rows(
+        let rows: Vec<Value> = drawn
+            .iter()
+            .flat_map(|(task, p)| {
+                [
+                    Value::from(*task),
+                    p.assign_fee.into(),
+                    p.reward.into(),
+                    at.into(),
+                ]
+            })
+            .collect();
+        // The tasks priced now; one priced before keeps its prices, read below.
+        let priced_now: HashSet<String> = ates_db::insert_rows_returning(
             conn,
             "INSERT INTO task_prices (task_id, assign_fee, reward, priced_at) VALUES",
-            "ON CONFLICT (task_id) DO NOTHING",
+            "ON CONFLICT (task_id) DO NOTHING RETURNING task_id",
             4,
-            drawn,
+            rows,
         )
-        .await?;
+        .await?
+        .into_iter()
+        .collect();
+        prices.extend(
+            drawn
+                .into_iter()
+                .filter(|(task, _)| priced_now.contains(*task))
+                .map(|(task, p)| (task.to_owned(), p)),
+        );
     }
-    let priced: Vec<&str> = fresh
+    let unknown: Vec<&str> = fresh
         .iter()
         .filter(|(_, m)| !matches!(m, Movement::Created { .. }))
         .map(|(_, m)| m.task())
+        .filter(|task| !prices.contains_key(*task))
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let prices = prices_in(conn, &priced).await?;
+    prices.extend(prices_in(conn, &unknown).await?);
 
     // 3. The accounts touched, read once and locked until commit, then carried through.
     let popugs: Vec<&str> = fresh
