@@ -427,12 +427,11 @@ impl From<Option<String>> for Value {
 
 /// Statements binding more parameters than this run unprepared.
 ///
-/// Both stores keep a prepared statement per connection for each distinct text (sqlx caches
-/// up to 100 a connection). A multi-row insert or a long `IN` list has a text of its own for
-/// each row count, used once, and a big one is big prepared: SQLite compiles a thousand-row
-/// `VALUES` into a program of megabytes, and sixteen connections kept such programs (the
-/// gateway's memory grew by 40 MB over one shuffle). Small statements, the ones repeated on
-/// every request, stay prepared.
+/// sqlx keeps up to 100 prepared statements a connection, one for each distinct text. A
+/// multi-row insert or a long `IN` list has a text of its own for each row count and is
+/// seldom run twice. Kept prepared, it would push out of the cache the small statements that
+/// every request repeats (which must then be prepared again), and hold the server's plan
+/// (PostgreSQL) or compiled program (SQLite) of a statement that will not come back.
 pub const PREPARE_UP_TO: usize = 64;
 
 /// Whether a statement binding `params` parameters is kept prepared ([`PREPARE_UP_TO`]).
