@@ -250,20 +250,55 @@ impl Db {
                 _turn: None,
             }),
             Backend::Sqlite => {
-                // A turn that does not come is a busy store, like a pool with no free
-                // connection.
-                let turn = tokio::time::timeout(
-                    self.acquire_timeout,
-                    Arc::clone(&self.writer).lock_owned(),
-                )
-                .await
-                .map_err(|_| sqlx::Error::PoolTimedOut)?;
+                let turn = self.writer_turn().await?;
                 Ok(WriteTransaction {
                     tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
-                    _turn: Some(turn),
+                    _turn: turn,
                 })
             }
         }
+    }
+
+    /// Runs `statements` (`;`-separated) as one writing transaction in one round trip to
+    /// SQLite's connection thread, and returns the rows they return, as `O`. `values` are
+    /// bound in order across the statements.
+    ///
+    /// A transaction of several statements costs a round trip each (`BEGIN`, each statement,
+    /// `COMMIT`) while the one writer's turn is held; here the turn is held for one. On an
+    /// error the transaction is rolled back, or the connection closed when that fails too.
+    pub async fn fetch_all_as_one_write<O>(
+        &self,
+        statements: &str,
+        values: Vec<Value>,
+    ) -> Result<Vec<O>, sqlx::Error>
+    where
+        O: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+    {
+        let _turn = self.writer_turn().await?;
+        let mut conn = self.pool.acquire().await?;
+        let script = format!("BEGIN IMMEDIATE; {statements}; COMMIT");
+        let rows = bind_all_as(sqlx::query_as(sqlx::AssertSqlSafe(script)), values)
+            .fetch_all(&mut *conn)
+            .await;
+        if rows.is_err() && sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+            // Nothing to roll back (the error came before BEGIN took effect, or at COMMIT's
+            // own rollback), or a broken connection: either way it does not go back to the
+            // pool with a transaction open.
+            drop(conn.detach());
+        }
+        rows
+    }
+
+    /// This process's turn to write on SQLite (see [`Db::begin_write`]); none on PostgreSQL.
+    async fn writer_turn(&self) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>, sqlx::Error> {
+        if self.backend == Backend::Postgres {
+            return Ok(None);
+        }
+        // A turn that does not come is a busy store, like a pool with no free connection.
+        tokio::time::timeout(self.acquire_timeout, Arc::clone(&self.writer).lock_owned())
+            .await
+            .map(Some)
+            .map_err(|_| sqlx::Error::PoolTimedOut)
     }
 
     /// `FOR UPDATE` where the backend has row locks; SQLite's write lock already covers it.

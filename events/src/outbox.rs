@@ -8,7 +8,7 @@
 //! never changes behind a consumer. Writers need not wait for each other to commit. SQLite has
 //! one writer at a time: `seq` is commit order there, and every row's xid is 0.
 
-use ates_db::{Backend, Value, from_micros, to_micros};
+use ates_db::{Backend, Db, Value, from_micros, to_micros};
 use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, FromRow};
 
@@ -96,14 +96,18 @@ pub async fn append(
     Ok(stored)
 }
 
-/// Appends `events` in the same statement as `write`, and only if `write` yields a row: one
-/// round trip, atomic without a transaction of its own (PostgreSQL).
+/// Appends `events` with `write`, atomically, and only if `write` wrote a row; in one round
+/// trip to the database.
 ///
-/// `write` is a data-modifying statement with `RETURNING` (an `INSERT … SELECT … WHERE`, say)
-/// whose parameters are `write_values`, numbered from `$1`. It returns the events as stored,
-/// or none when `write` wrote nothing.
+/// `write` is one data-modifying statement (an `INSERT … SELECT … WHERE`, say) whose
+/// parameters are `write_values`, numbered from `$1`. On PostgreSQL it becomes a writing
+/// `WITH` of the outbox insert: one statement, atomic without a transaction of its own. SQLite
+/// has no writing `WITH`: the two run as one script in one transaction, the insert guarded by
+/// `changes()`, the rows `write` changed.
+///
+/// Returns the events as stored, or none when `write` wrote nothing.
 pub async fn append_after(
-    conn: &mut AnyConnection,
+    db: &Db,
     write: &str,
     write_values: Vec<Value>,
     events: &[NewEvent],
@@ -121,20 +125,34 @@ pub async fn append_after(
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!(
-        "WITH written AS ({write}) {INSERT} \
-         SELECT v.id, v.event_type, v.version, v.aggregate_id, v.payload, v.occurred_at \
-         FROM written, (VALUES {rows}) AS v (id, event_type, version, aggregate_id, payload, occurred_at, n) \
-         ORDER BY v.n RETURNING id, seq, xid"
-    );
     let ordered = events
         .iter()
         .zip(0i64..)
         .flat_map(|(event, n)| values(event).into_iter().chain([Value::Int(n)]));
-    let query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
-    let positions = ates_db::bind_all_as(query, write_values.into_iter().chain(ordered))
-        .fetch_all(&mut *conn)
-        .await?;
+    let values: Vec<Value> = write_values.into_iter().chain(ordered).collect();
+    let positions: Vec<(String, i64, i64)> = match db.backend() {
+        Backend::Postgres => {
+            let sql = format!(
+                "WITH written AS ({write} RETURNING 1) {INSERT} \
+                 SELECT v.id, v.event_type, v.version, v.aggregate_id, v.payload, v.occurred_at \
+                 FROM written, (VALUES {rows}) AS v (id, event_type, version, aggregate_id, payload, occurred_at, n) \
+                 ORDER BY v.n RETURNING id, seq, xid"
+            );
+            let query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            ates_db::bind_all_as(query, values)
+                .fetch_all(db.pool())
+                .await?
+        }
+        Backend::Sqlite => {
+            let script = format!(
+                "{write}; {INSERT} \
+                 SELECT column1, column2, column3, column4, column5, column6 \
+                 FROM (VALUES {rows}) WHERE changes() = 1 ORDER BY column7 \
+                 RETURNING id, seq, xid"
+            );
+            db.fetch_all_as_one_write(&script, values).await?
+        }
+    };
     if positions.is_empty() {
         return Ok(Vec::new());
     }

@@ -95,12 +95,9 @@ impl Tracker {
         }
     }
 
-    /// Writes a new task and its events, unless its assignee is no longer assignable (None).
-    ///
-    /// On PostgreSQL the task and its events go in one statement, which is atomic on its own:
-    /// one round trip where a transaction takes four (begin, two inserts, commit), so a
-    /// creation holds its connection a quarter as long. SQLite has no writing `WITH`, and
-    /// writes them in its one writer's transaction.
+    /// Writes a new task and its events, unless its assignee is no longer assignable (None),
+    /// in one round trip ([`outbox::append_after`]): a transaction would take four (begin, two
+    /// inserts, commit), and on SQLite each while holding the one writer's turn.
     async fn insert(&self, task: &Task) -> Result<Option<Vec<StoredEvent>>, TaskError> {
         let insert = "INSERT INTO tasks (id, title, jira_id, description, status, assignee_id, created_by, created_at) \
                       SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS \
@@ -132,27 +129,8 @@ impl Tracker {
             NewEvent::new(&created, task.created_at),
             NewEvent::new(&assigned, task.created_at),
         ];
-        match self.db.backend() {
-            Backend::Postgres => {
-                let write = format!("{insert} RETURNING 1");
-                let mut conn = self.db.pool().acquire().await?;
-                let stored = outbox::append_after(&mut conn, &write, values, &events).await?;
-                Ok((!stored.is_empty()).then_some(stored))
-            }
-            Backend::Sqlite => {
-                let mut tx = self.db.begin_write().await?;
-                let written = ates_db::bind_all(sqlx::query(insert), values)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if written == 0 {
-                    return Ok(None);
-                }
-                let stored = outbox::append(&mut tx, &events).await?;
-                tx.commit().await?;
-                Ok(Some(stored))
-            }
-        }
+        let stored = outbox::append_after(&self.db, insert, values, &events).await?;
+        Ok((!stored.is_empty()).then_some(stored))
     }
 
     /// Complete Task: only the assignee completes an open task, once.

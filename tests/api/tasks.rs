@@ -8,6 +8,7 @@ use crate::on_both_backends;
 on_both_backends!(
     creating_assigns_an_eligible_popug_and_writes_events,
     nobody_eligible_fails_and_writes_nothing,
+    a_draw_the_database_refuses_writes_nothing_and_draws_again,
     bad_input_is_refused_and_writes_nothing,
     completing_follows_the_rules,
     lists_paginate_and_filter,
@@ -84,6 +85,53 @@ async fn nobody_eligible_fails_and_writes_nothing(app: TestApp) {
         .await;
     assert_eq!(code, "CONFLICT");
     assert_eq!(app.snapshot().await, before);
+}
+
+/// The gateway draws from the popugs it keeps in memory; one deactivated behind its back (by
+/// another replica's write, here a direct one) is refused by the database as the task is
+/// written. The refused draw leaves no task and no event behind, and the task goes to a popug
+/// drawn afresh.
+async fn a_draw_the_database_refuses_writes_nothing_and_draws_again(app: TestApp) {
+    let admin = app.user("admin", "alice").await;
+    let bob = app.user("worker", "bob").await;
+    let carol = app.user("worker", "carol").await;
+    // Remembered: both may be drawn.
+    app.create_task(&admin, "first").await;
+    sqlx::query("UPDATE popugs SET deactivated_at = 1 WHERE id = $1")
+        .bind(&bob.id)
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    let before = app.events().await.len();
+
+    // Until a draw of bob is refused, each draw picks him half the time: twenty creations
+    // meet the refusal all but once in a million runs.
+    let mut created = HashSet::new();
+    for i in 0..20 {
+        let task = app.create_task(&admin, &format!("t{i}")).await;
+        assert_eq!(task["assignee"]["id"], carol.id.as_str(), "task {i}");
+        created.insert(task["id"].as_str().unwrap().to_owned());
+    }
+
+    let events = app.events().await.split_off(before);
+    assert_eq!(
+        events.len(),
+        40,
+        "two events per task, none of a refused draw"
+    );
+    let mut tasks_of_events = HashSet::new();
+    for (event_type, payload) in &events {
+        tasks_of_events.insert(payload["taskId"].as_str().unwrap().to_owned());
+        if event_type == "task.assigned" {
+            assert_eq!(payload["assigneeId"], carol.id.as_str());
+        }
+    }
+    assert_eq!(tasks_of_events, created);
+    let tasks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(tasks, 21);
 }
 
 async fn bad_input_is_refused_and_writes_nothing(app: TestApp) {
