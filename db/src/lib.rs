@@ -253,7 +253,7 @@ impl Db {
                 let turn = self.writer_turn().await?;
                 Ok(WriteTransaction {
                     tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
-                    _turn: turn,
+                    _turn: Some(turn),
                 })
             }
         }
@@ -261,7 +261,8 @@ impl Db {
 
     /// Runs `statements` (`;`-separated) as one writing transaction in one round trip to
     /// SQLite's connection thread, and returns the rows they return, as `O`. `values` are
-    /// bound in order across the statements.
+    /// bound in order across the statements. SQLite only: PostgreSQL writes several tables in
+    /// one statement (a writing `WITH`) instead.
     ///
     /// A transaction of several statements costs a round trip each (`BEGIN`, each statement,
     /// `COMMIT`) while the one writer's turn is held; here the turn is held for one. On an
@@ -274,6 +275,7 @@ impl Db {
     where
         O: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
     {
+        debug_assert_eq!(self.backend, Backend::Sqlite, "a script is for SQLite");
         let _turn = self.writer_turn().await?;
         let mut conn = self.pool.acquire().await?;
         let script = format!("BEGIN IMMEDIATE; {statements}; COMMIT");
@@ -289,15 +291,11 @@ impl Db {
         rows
     }
 
-    /// This process's turn to write on SQLite (see [`Db::begin_write`]); none on PostgreSQL.
-    async fn writer_turn(&self) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>, sqlx::Error> {
-        if self.backend == Backend::Postgres {
-            return Ok(None);
-        }
+    /// This process's turn to write on SQLite (see [`Db::begin_write`]).
+    async fn writer_turn(&self) -> Result<tokio::sync::OwnedMutexGuard<()>, sqlx::Error> {
         // A turn that does not come is a busy store, like a pool with no free connection.
         tokio::time::timeout(self.acquire_timeout, Arc::clone(&self.writer).lock_owned())
             .await
-            .map(Some)
             .map_err(|_| sqlx::Error::PoolTimedOut)
     }
 
@@ -368,14 +366,20 @@ pub fn list_placeholders(backend: Backend, count: usize) -> String {
 /// `VALUES` that is all of its statement's parameters (see [`list_placeholders`]).
 pub fn row_placeholders(backend: Backend, rows: usize, columns: usize) -> String {
     match backend {
-        Backend::Postgres => (0..rows)
-            .map(|row| format!("({})", placeholders(row * columns + 1, columns)))
-            .collect::<Vec<_>>()
-            .join(", "),
+        Backend::Postgres => numbered_rows(1, rows, columns),
         Backend::Sqlite => {
             vec![format!("({})", list_placeholders(backend, columns)); rows].join(", ")
         }
     }
+}
+
+/// `rows` tuples of `columns` numbered placeholders from `$first`: `($3, $4), ($5, $6), …`,
+/// for a multi-row `VALUES` that follows other parameters.
+pub fn numbered_rows(first: usize, rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| format!("({})", placeholders(first + row * columns, columns)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The rows of `select … WHERE key IN` for these keys, in no particular order.
@@ -470,7 +474,7 @@ impl From<Option<String>> for Value {
 pub const PREPARE_UP_TO: usize = 64;
 
 /// Whether a statement binding `params` parameters is kept prepared ([`PREPARE_UP_TO`]).
-pub fn keep_prepared(params: usize) -> bool {
+fn keep_prepared(params: usize) -> bool {
     params <= PREPARE_UP_TO
 }
 

@@ -117,14 +117,7 @@ pub async fn append_after(
             "at most {CHUNK} events are appended with a write"
         )));
     }
-    let first = write_values.len() + 1;
-    let rows = (0..events.len())
-        .map(|row| {
-            let at = first + row * (COLUMNS_IN + 1);
-            format!("({})", ates_db::placeholders(at, COLUMNS_IN + 1))
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let rows = ates_db::numbered_rows(write_values.len() + 1, events.len(), COLUMNS_IN + 1);
     let ordered = events
         .iter()
         .zip(0i64..)
