@@ -24,3 +24,10 @@ pub enum AccountingError {
     #[error("storage failure")]
     Storage(#[from] sqlx::Error),
 }
+
+impl AccountingError {
+    /// The store was too busy to answer in time; the same call may succeed shortly.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Storage(error) if ates_db::is_busy(error))
+    }
+}

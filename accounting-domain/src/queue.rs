@@ -326,6 +326,28 @@ impl Queues {
         Ok(row.map(Payout::from))
     }
 
+    /// How many payouts stand in each status, every status named (zero where none).
+    pub async fn payouts_by_status(&self) -> Result<Vec<(PayoutStatus, i64)>, AccountingError> {
+        let counts: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM payouts GROUP BY status")
+                .fetch_all(self.db.pool())
+                .await?;
+        Ok([
+            PayoutStatus::Pending,
+            PayoutStatus::Paid,
+            PayoutStatus::Failed,
+        ]
+        .into_iter()
+        .map(|status| {
+            let count = counts
+                .iter()
+                .find(|(stored, _)| stored == status.as_str())
+                .map_or(0, |(_, count)| *count);
+            (status, count)
+        })
+        .collect())
+    }
+
     /// A page of payouts, newest first; the flag says whether more follow.
     pub async fn payouts(
         &self,

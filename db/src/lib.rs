@@ -323,6 +323,12 @@ fn with_create_mode(url: &str) -> String {
 }
 
 /// Microseconds since the Unix epoch, the stored form of every instant.
+/// Whether a failure means the store is busy (no connection, or no writer's turn, came free in
+/// time) rather than broken: the caller may answer "try again shortly".
+pub fn is_busy(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::PoolTimedOut)
+}
+
 pub fn to_micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }

@@ -288,21 +288,28 @@ pub async fn position_of(conn: &mut AnyConnection, seq: i64) -> Result<Position,
     Ok(found.map_or_else(Position::default, |(xid, seq)| Position { xid, seq }))
 }
 
-/// How many events lie past `after`, and when the oldest of them occurred.
-pub async fn backlog<'e, E>(
-    executor: E,
-    after: Position,
-) -> Result<(i64, Option<DateTime<Utc>>), sqlx::Error>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    let (count, oldest): (i64, Option<i64>) =
+/// What a consumer has yet to handle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Events past the consumer's offset.
+    pub waiting: i64,
+    /// When the oldest of them occurred.
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+/// The outbox past `consumer`'s offset.
+pub async fn backlog(db: &Db, consumer: &str) -> Result<Backlog, sqlx::Error> {
+    let after = offset(db.pool(), consumer).await?;
+    let (waiting, oldest): (i64, Option<i64>) =
         sqlx::query_as("SELECT COUNT(*), MIN(occurred_at) FROM outbox WHERE (xid, seq) > ($1, $2)")
             .bind(after.xid)
             .bind(after.seq)
-            .fetch_one(executor)
+            .fetch_one(db.pool())
             .await?;
-    Ok((count, oldest.map(from_micros)))
+    Ok(Backlog {
+        waiting,
+        oldest: oldest.map(from_micros),
+    })
 }
 
 /// How far a consumer of the outbox has got: the position of the last event it is done with.

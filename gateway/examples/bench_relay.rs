@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use ates_db::Db;
 use ates_events::NewEvent;
 use chrono::Utc;
-use gateway::nats::{self, Broker, RELAY};
+use gateway::workers::nats::{self, Broker, RELAY};
 use serde_json::json;
 
 const EVENTS: usize = 20_000;
@@ -124,12 +124,7 @@ async fn write_events(db: &Db, count: usize) -> anyhow::Result<()> {
 
 /// Events the relay has not published yet.
 async fn lag(db: &Db) -> anyhow::Result<i64> {
-    let relayed = ates_events::outbox::offset(db.pool(), RELAY).await?;
-    Ok(
-        ates_events::outbox::backlog(&mut *db.pool().acquire().await?, relayed)
-            .await?
-            .0,
-    )
+    Ok(ates_events::outbox::backlog(db, RELAY).await?.waiting)
 }
 
 async fn bench(backend: &str, url: &str) -> anyhow::Result<()> {

@@ -1,26 +1,20 @@
-//! Popug Data Updated from the auth service: `POST /auth/events`, and (see `nats`) a JetStream
-//! consumer. Both hand the message to [`AuthEvents::handle`].
+//! Popug Data Updated from the auth service, whichever way it comes (`POST /auth/events`, or
+//! the JetStream consumer of `workers::nats`): checked, applied to the popug replica, and the
+//! sessions of a deactivated popug ended.
 
 use std::sync::Arc;
 
 use ates_events::auth::{BadEvent, PopugDataUpdated};
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac as _};
-use serde_json::json;
 use sha2::Sha256;
 use task_domain::{EventOutcome, Popugs, TaskError};
 use tokio::sync::broadcast;
-
-use crate::app::{AppState, bearer_token};
 
 /// Header carrying `sha256=<hex>`: HMAC-SHA256 of the raw body under the shared secret.
 pub const SIGNATURE_HEADER: &str = "x-ates-signature";
 
 /// The role a token must carry to post events instead of signing them.
-const SERVICE_ROLE: &str = "service";
+pub const SERVICE_ROLE: &str = "service";
 
 /// Popugs whose open sessions must end, told to every WebSocket of this replica.
 #[derive(Clone)]
@@ -116,69 +110,6 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any size");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let body = json!({ "errors": [{ "message": message.into(), "extensions": { "code": code } }] });
-    (status, axum::Json(body)).into_response()
-}
-
-/// `POST /auth/events`: one event per request, signed or sent with a service token.
-pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if !app.is_auth_service(&headers, &body).await {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHENTICATED",
-            format!("sign the body ({SIGNATURE_HEADER}: sha256=<hex>) or send a service token"),
-        );
-    }
-    match app.auth_events().handle(&body).await {
-        Ok((event, outcome)) => (
-            StatusCode::OK,
-            axum::Json(json!({ "id": event.id, "outcome": outcome.as_str() })),
-        )
-            .into_response(),
-        Err(HandleError::Bad(reason)) => {
-            tracing::warn!(%reason, "auth event refused");
-            error(StatusCode::BAD_REQUEST, "BAD_EVENT", reason.to_string())
-        }
-        Err(HandleError::Storage(TaskError::Storage(sqlx::Error::PoolTimedOut))) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "SERVICE_UNAVAILABLE",
-            "busy: send the event again",
-        ),
-        Err(HandleError::Storage(cause)) => {
-            tracing::error!(error = ?cause, "auth event not applied");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL_SERVER_ERROR",
-                "the event was not applied: send it again",
-            )
-        }
-    }
-}
-
-impl AppState {
-    /// A valid signature of `body` under the configured secret, or a valid token with the
-    /// service role (which is not a popug: the replica is not touched).
-    async fn is_auth_service(&self, headers: &HeaderMap, body: &[u8]) -> bool {
-        let signature = headers
-            .get(SIGNATURE_HEADER)
-            .and_then(|value| value.to_str().ok());
-        if let (Some(secret), Some(signature)) = (self.auth_events_secret(), signature) {
-            return signature_is_valid(secret, body, signature);
-        }
-        let Some(token) = bearer_token(headers) else {
-            return false;
-        };
-        match self.authenticator().verify(token).await {
-            Ok(claims) => claims.role.as_deref() == Some(SERVICE_ROLE),
-            Err(reason) => {
-                tracing::debug!(%reason, "auth event token refused");
-                false
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,18 +1,37 @@
 //! The aTES gateway: GraphQL over the task and accounting domains.
+//!
+//! Modules from the top down; each imports only modules below it:
+//!
+//! | module | what |
+//! | --- | --- |
+//! | `startup` | connect, migrate, start the workers, wire the state ([`App`]) |
+//! | `router` | the route table and its layers |
+//! | `http` | the transports: GraphQL over HTTP and WebSocket, auth events, ops, GraphiQL |
+//! | `state` | what the transports share |
+//! | `api` | the GraphQL schema over the domains |
+//! | `session` | who is asking: the bearer token, verified, and the popug replica |
+//! | `workers` | background loops: accounting, the subscription feed, NATS, day close, delivery |
+//! | `auth_events`, `auth` | Popug Data Updated, however it arrives; tokens |
+//! | `rate_limit`, `metrics`, `refusal`, `config` | the pieces below them all |
+//!
+//! The test in `layers.rs` holds the code to this order.
 
-pub mod accounting;
 pub mod api;
-pub mod app;
 pub mod auth;
 pub mod auth_events;
 pub mod config;
-pub mod feed;
-mod graphiql;
-pub mod http;
+mod http;
 pub mod metrics;
-pub mod nats;
-pub mod payday;
-mod ws;
+mod rate_limit;
+pub mod refusal;
+mod router;
+pub mod session;
+mod startup;
+mod state;
+pub mod workers;
 
-pub use app::App;
+#[cfg(test)]
+mod layers;
+
 pub use config::Config;
+pub use startup::{App, authenticator, calendar, connect};

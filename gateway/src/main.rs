@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use gateway::auth::Claims;
 use gateway::config::LogFormat;
-use gateway::{App, Config, api, app, config};
+use gateway::{App, Config, api, config};
 use std::future::IntoFuture as _;
 use tracing_subscriber::EnvFilter;
 
@@ -113,7 +113,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let config = cli.config;
-            let db = app::connect(&config).await?;
+            let db = gateway::connect(&config).await?;
             db.migrate().await?;
             println!(
                 "migrations applied to {}",
@@ -133,7 +133,7 @@ async fn main() -> anyhow::Result<()> {
             email,
             hours,
         } => {
-            let (auth, _) = app::authenticator(&cli.config)?;
+            let (auth, _) = gateway::authenticator(&cli.config)?;
             let now = chrono::Utc::now().timestamp();
             let claims = Claims {
                 sub: sub.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
@@ -155,10 +155,10 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn close_day(config: Config, day: Option<chrono::NaiveDate>) -> anyhow::Result<()> {
-    let db = app::connect(&config).await?;
+    let db = gateway::connect(&config).await?;
     db.migrate().await?;
-    let payday =
-        accounting_domain::Payday::new(db, app::calendar(&config)?).with_batch(config.close_batch);
+    let payday = accounting_domain::Payday::new(db, gateway::calendar(&config)?)
+        .with_batch(config.close_batch);
     let last = match day {
         Some(day) => day,
         None => payday

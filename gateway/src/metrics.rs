@@ -1,4 +1,4 @@
-//! `GET /metrics`: Prometheus text, rendered by `metrics-exporter-prometheus`.
+//! What `GET /metrics` shows: Prometheus text, rendered by `metrics-exporter-prometheus`.
 //!
 //! Request counters, latency histograms, error codes and socket gauges are recorded as things
 //! happen; the figures that live in the database (the outbox backlog, the accounting lag,
@@ -8,14 +8,9 @@ use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use ates_db::Db;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::app::AppState;
 
 pub const REQUESTS: &str = "ates_graphql_requests_total";
 pub const DURATION: &str = "ates_graphql_request_duration_seconds";
@@ -137,60 +132,39 @@ impl Drop for Held {
     }
 }
 
-/// Sets the gauges read from the database. A consumer's backlog is the outbox past its offset,
-/// and its age that of the oldest event it has not handled.
-async fn read_database(db: &Db, relay: bool) -> Result<(), sqlx::Error> {
-    let pool = db.pool();
-    gauge!("ates_db_pool_connections").set(f64::from(pool.size()));
-    gauge!("ates_db_pool_idle_connections").set(pool.num_idle() as f64);
-    let mut consumers = vec!["accounting"];
-    if relay {
-        consumers.push(crate::nats::RELAY);
-    }
-    let now = db.now();
-    for consumer in consumers {
-        let offset = ates_events::outbox::offset(pool, consumer).await?;
-        let (waiting, oldest) =
-            ates_events::outbox::backlog(&mut *pool.acquire().await?, offset).await?;
-        let age = oldest.map_or(0.0, |at| {
-            (now - at).num_milliseconds().max(0) as f64 / 1000.0
-        });
-        gauge!("ates_outbox_waiting_events", "consumer" => consumer).set(waiting as f64);
-        gauge!("ates_outbox_oldest_waiting_seconds", "consumer" => consumer).set(age);
-    }
-    let payouts: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, COUNT(*) FROM payouts GROUP BY status")
-            .fetch_all(pool)
-            .await?;
-    for status in ["PENDING", "PAID", "FAILED"] {
-        let count = payouts
-            .iter()
-            .find(|(s, _)| s == status)
-            .map_or(0, |(_, n)| *n);
-        gauge!("ates_payouts", "status" => status).set(count as f64);
-    }
-    Ok(())
+/// What the database holds, read when Prometheus scrapes.
+pub struct DatabaseFigures<'a> {
+    /// Connections of the pool, and how many of them are idle.
+    pub pool: (u32, usize),
+    /// Per consumer of the outbox: events waiting, and the age of the oldest.
+    pub backlogs: Vec<(&'a str, i64, Duration)>,
+    /// Payouts per status.
+    pub payouts: Vec<(&'static str, i64)>,
 }
 
-/// `GET /metrics`.
-pub async fn scrape(State(app): State<AppState>) -> Response {
-    let up = match read_database(app.db(), app.relays()).await {
-        Ok(()) => 1.0,
-        Err(error) => {
-            tracing::warn!(%error, "metrics: the database does not answer");
-            0.0
-        }
+/// Sets the gauges of the database: its figures, or `ates_database_up` 0 when it did not
+/// answer.
+pub fn record_database(figures: Option<&DatabaseFigures<'_>>) {
+    gauge!("ates_database_up").set(if figures.is_some() { 1.0 } else { 0.0 });
+    let Some(figures) = figures else {
+        return;
     };
-    gauge!("ates_database_up").set(up);
-    (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        handle().render(),
-    )
-        .into_response()
+    let (size, idle) = figures.pool;
+    gauge!("ates_db_pool_connections").set(f64::from(size));
+    gauge!("ates_db_pool_idle_connections").set(idle as f64);
+    for (consumer, waiting, age) in &figures.backlogs {
+        let consumer = (*consumer).to_owned();
+        gauge!("ates_outbox_waiting_events", "consumer" => consumer.clone()).set(*waiting as f64);
+        gauge!("ates_outbox_oldest_waiting_seconds", "consumer" => consumer).set(age.as_secs_f64());
+    }
+    for (status, count) in &figures.payouts {
+        gauge!("ates_payouts", "status" => *status).set(*count as f64);
+    }
+}
+
+/// The text Prometheus scrapes.
+pub fn render() -> String {
+    handle().render()
 }
 
 #[cfg(test)]

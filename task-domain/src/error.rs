@@ -23,3 +23,10 @@ pub enum TaskError {
     #[error("storage failure")]
     Storage(#[from] sqlx::Error),
 }
+
+impl TaskError {
+    /// The store was too busy to answer in time; the same call may succeed shortly.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Storage(error) if ates_db::is_busy(error))
+    }
+}

@@ -511,10 +511,10 @@ async fn a_stuck_consumer_holds_back_no_mutations_money(app: TestApp) {
         .expect("the reward, not null");
     let account = app.ok(&bob, ACCOUNT, json!({})).await;
     assert_eq!(account["account"]["balance"], reward - fee);
-    let offset = outbox::offset(app.db.pool(), "accounting").await.unwrap();
-    let (waiting, _) = outbox::backlog(&mut *app.db.pool().acquire().await.unwrap(), offset)
+    let waiting = outbox::backlog(&app.db, "accounting")
         .await
-        .unwrap();
+        .unwrap()
+        .waiting;
     assert!(
         waiting >= 3,
         "the consumer is still stuck before the broken event"

@@ -363,16 +363,10 @@ pub async fn assert_events_match_their_schemas(app: &TestApp) {
 /// Waits until accounting is past every event in the outbox (bounded).
 pub async fn settled(db: &Db) {
     for _ in 0..200 {
-        let offset = ates_events::outbox::offset(db.pool(), "accounting")
+        let backlog = ates_events::outbox::backlog(db, "accounting")
             .await
-            .expect("read the offset");
-        let (waiting, _) = ates_events::outbox::backlog(
-            &mut *db.pool().acquire().await.expect("a connection"),
-            offset,
-        )
-        .await
-        .expect("count events");
-        if waiting == 0 {
+            .expect("count events");
+        if backlog.waiting == 0 {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -524,6 +524,72 @@ async fn exhausted_pool_answers_503_quickly(database: TestDatabase) {
     assert!(unavailable >= 1, "no request found the pool exhausted");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_busy_pool_inside_a_loader_answers_503() {
+    a_busy_pool_inside_a_loader_answers_503(TestDatabase::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_busy_pool_inside_a_loader_answers_503() {
+    if let Some(database) = TestDatabase::postgres().await {
+        a_busy_pool_inside_a_loader_answers_503(database).await;
+    }
+}
+
+/// `task(id:)` reads through the request's DataLoader, and for a popug the gateway has seen,
+/// that read is the request's first use of the database. With the one connection held by a
+/// stuck request, the loader finds none free: the answer is 503 `SERVICE_UNAVAILABLE`, as
+/// for any other read, not an internal error.
+async fn a_busy_pool_inside_a_loader_answers_503(database: TestDatabase) {
+    let app = TestApp::start_with(database, |config| {
+        config.db_max_connections = 1;
+        config.db_acquire_timeout_ms = 300;
+    })
+    .await;
+    let stuck = app.user("worker", "stuck").await;
+    let reader = app.user("worker", "reader").await;
+    let mut lock = hold_popugs(&app).await;
+    let holder = {
+        let url = app.url("/graphql");
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(stuck.token)
+                .json(&json!({ "query": STUCK }))
+                .send()
+                .await
+                .expect("answers")
+        })
+    };
+    // The stuck request takes the connection first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let response = reqwest::Client::new()
+        .post(app.url("/graphql"))
+        .bearer_auth(&reader.token)
+        .json(&json!({ "query": "{ task(id: \"no-such-task\") { id } }" }))
+        .send()
+        .await
+        .expect("answers");
+    let (status, _, body) = read(response).await;
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut *lock)
+        .await
+        .expect("unlock");
+    drop(lock);
+    holder.await.expect("joined");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(code(&body), "SERVICE_UNAVAILABLE", "{body}");
+    // With the connection free again, the same read answers.
+    let body = app
+        .gql(
+            Some(&reader.token),
+            "{ task(id: \"no-such-task\") { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(body, json!({ "data": { "task": null } }));
+}
+
 /// A request that waits while [`hold_popugs`] holds: on PostgreSQL the task update waits for
 /// the table lock, on SQLite the write transaction waits for the database lock.
 const STUCK: &str = "mutation { completeTask(id: \"no-such-task\") { id } }";

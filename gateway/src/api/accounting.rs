@@ -18,20 +18,6 @@ use super::{ApiError, ApiResult, ContextExt, load_popug, page};
 /// Who sees everyone's money.
 const BOOKKEEPERS: [Role; 2] = [Role::Admin, Role::Accountant];
 
-impl From<AccountingError> for ApiError {
-    fn from(error: AccountingError) -> Self {
-        match error {
-            AccountingError::DayNotOver(_) => Self::BadUserInput(error.to_string()),
-            AccountingError::NoSuchPayout(_) => Self::NotFound(error.to_string()),
-            AccountingError::PayoutNotFailed(_) => Self::Conflict(error.to_string()),
-            AccountingError::Storage(sqlx::Error::PoolTimedOut) => Self::Unavailable,
-            AccountingError::Unreadable { .. }
-            | AccountingError::Unpriced(_)
-            | AccountingError::Storage(_) => Self::internal(error),
-        }
-    }
-}
-
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
 #[graphql(name = "AuditLogKind")]
 pub enum KindValue {
@@ -103,8 +89,7 @@ impl AuditLogEntry {
         Ok(ctx
             .task_loader()
             .load_one(TaskId(id.clone()))
-            .await
-            .map_err(|e| ApiError::Internal(e))?
+            .await?
             .map(TaskObject))
     }
 

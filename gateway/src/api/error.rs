@@ -5,8 +5,11 @@
 
 use std::sync::Arc;
 
+use accounting_domain::AccountingError;
 use async_graphql::ErrorExtensions as _;
 use task_domain::TaskError;
+
+use crate::refusal;
 
 ///
 /// It deliberately does not implement `Display`: async-graphql turns anything displayable into
@@ -34,14 +37,14 @@ pub enum ApiError {
 impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Unauthenticated => "UNAUTHENTICATED",
-            Self::Forbidden(_) => "FORBIDDEN",
-            Self::BadUserInput(_) => "BAD_USER_INPUT",
-            Self::NotFound(_) => "NOT_FOUND",
-            Self::Conflict(_) => "CONFLICT",
-            Self::Unavailable => crate::http::SERVICE_UNAVAILABLE,
-            Self::AccountingPending => "ACCOUNTING_PENDING",
-            Self::Internal(_) => "INTERNAL_SERVER_ERROR",
+            Self::Unauthenticated => refusal::UNAUTHENTICATED,
+            Self::Forbidden(_) => refusal::FORBIDDEN,
+            Self::BadUserInput(_) => refusal::BAD_USER_INPUT,
+            Self::NotFound(_) => refusal::NOT_FOUND,
+            Self::Conflict(_) => refusal::CONFLICT,
+            Self::Unavailable => refusal::SERVICE_UNAVAILABLE,
+            Self::AccountingPending => refusal::ACCOUNTING_PENDING,
+            Self::Internal(_) => refusal::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -79,8 +82,44 @@ impl From<TaskError> for ApiError {
             TaskError::Deactivated => Self::Forbidden(error.to_string()),
             TaskError::AlreadyInState { .. } => Self::Conflict(error.to_string()),
             TaskError::NobodyToAssign => Self::Conflict(error.to_string()),
-            TaskError::Storage(sqlx::Error::PoolTimedOut) => Self::Unavailable,
-            TaskError::Storage(cause) => Self::Internal(Arc::new(cause)),
+            TaskError::Storage(_) if error.is_busy() => Self::Unavailable,
+            TaskError::Storage(_) => Self::internal(error),
+        }
+    }
+}
+
+impl From<AccountingError> for ApiError {
+    fn from(error: AccountingError) -> Self {
+        match error {
+            AccountingError::DayNotOver(_) => Self::BadUserInput(error.to_string()),
+            AccountingError::NoSuchPayout(_) => Self::NotFound(error.to_string()),
+            AccountingError::PayoutNotFailed(_) => Self::Conflict(error.to_string()),
+            _ if error.is_busy() => Self::Unavailable,
+            AccountingError::Unreadable { .. }
+            | AccountingError::Unpriced(_)
+            | AccountingError::Storage(_) => Self::internal(error),
+        }
+    }
+}
+
+/// A DataLoader shares one failure among every field that asked for the batch, as an `Arc`.
+/// A busy store inside a loader is still "try again", not an internal error.
+impl From<Arc<TaskError>> for ApiError {
+    fn from(error: Arc<TaskError>) -> Self {
+        if error.is_busy() {
+            Self::Unavailable
+        } else {
+            Self::Internal(error)
+        }
+    }
+}
+
+impl From<Arc<AccountingError>> for ApiError {
+    fn from(error: Arc<AccountingError>) -> Self {
+        if error.is_busy() {
+            Self::Unavailable
+        } else {
+            Self::Internal(error)
         }
     }
 }

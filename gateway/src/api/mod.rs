@@ -18,9 +18,10 @@ use async_graphql::{Context, MergedObject, Schema, SchemaBuilder};
 use ates_events::outbox::StoredEvent;
 use task_domain::{Popug, PopugId, Popugs, Role, Tracker};
 
-use crate::accounting::Accounting;
-use crate::feed::Feed;
-use crate::payday::Delivery;
+use crate::session::Session;
+use crate::workers::accounting::Accounting;
+use crate::workers::delivery::Delivery;
+use crate::workers::feed::Feed;
 use accounting::PriceLoader;
 pub use error::{ApiError, ApiResult};
 use popug::{PopugLoader, PopugObject};
@@ -106,22 +107,6 @@ pub fn build_schema(services: Services, limits: QueryLimits) -> AtesSchema {
 /// The SDL of the public contract, as committed in `schema.graphql`.
 pub fn export_sdl() -> String {
     schema_builder().finish().sdl()
-}
-
-/// Who sent the request, decided once per request before execution.
-#[derive(Debug, Clone)]
-pub enum Session {
-    /// No token.
-    Anonymous,
-    /// A token that failed verification.
-    Rejected,
-    /// A valid token of a popug the auth service has deactivated.
-    Deactivated,
-    /// The replica could not be read or written; logged where it happened.
-    Unavailable,
-    /// No database connection came free in time to read the replica.
-    Busy,
-    Popug(Popug),
 }
 
 /// Loaders live for one request: they batch, and their cache must not outlive it.
@@ -232,8 +217,7 @@ pub(crate) async fn load_popug(ctx: &Context<'_>, id: &PopugId) -> ApiResult<Pop
     let popug = ctx
         .popug_loader()
         .load_one(id.clone())
-        .await
-        .map_err(|e| ApiError::Internal(e))?
+        .await?
         .ok_or_else(|| ApiError::internal(format!("popug {id} is not in the replica")))?;
     Ok(PopugObject(popug))
 }

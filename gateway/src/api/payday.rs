@@ -280,8 +280,7 @@ impl ExpensiveTask {
         Ok(ctx
             .task_loader()
             .load_one(TaskId(self.0.task_id.clone()))
-            .await
-            .map_err(|e| ApiError::Internal(e))?
+            .await?
             .map(TaskObject))
     }
 

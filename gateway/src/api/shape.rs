@@ -1,5 +1,5 @@
 //! The shape of a query, checked as soon as it is parsed and before async-graphql validates
-//! it, and the standard codes of the errors a request gets before it runs.
+//! it.
 //!
 //! Validation walks every fragment spread again each time it is spread, so a small document
 //! whose fragments spread each other twice, thirty levels down, would take it minutes. The
@@ -21,8 +21,7 @@ use async_graphql::{
     Variables,
 };
 
-pub const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
-pub const VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+use crate::refusal::{PARSE_FAILED, VALIDATION_FAILED};
 
 /// Nesting of selections and fragments the count follows before it gives up; deeper than
 /// any depth limit a schema would allow.

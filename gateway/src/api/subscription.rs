@@ -15,7 +15,7 @@ use task_domain::{PopugId, Role, TaskId};
 use super::popug::PopugObject;
 use super::task::{TaskObject, task_prices};
 use super::{ApiError, ApiResult, ContextExt, load_popug};
-use crate::feed::{self, Ended, Feed};
+use crate::workers::feed::{self, Ended, Feed};
 
 /// Who may watch everyone's tasks.
 const WATCHERS: [Role; 2] = [Role::Admin, Role::Manager];
@@ -183,8 +183,7 @@ async fn read_after(db: &Db, after: Position) -> Result<Vec<StoredEvent>, sqlx::
 async fn task(ctx: &Context<'_>, id: &str) -> ApiResult<TaskObject> {
     ctx.task_loader()
         .load_one(TaskId(id.to_owned()))
-        .await
-        .map_err(|e| ApiError::Internal(e))?
+        .await?
         .map(TaskObject)
         .ok_or_else(|| ApiError::internal(format!("event of unknown task {id}")))
 }

@@ -57,11 +57,7 @@ const PRICE_WAIT: Duration = Duration::from_secs(1);
 /// then the field is an `ACCOUNTING_PENDING` error rather than a null that looks like an
 /// answer.
 pub(crate) async fn task_prices(ctx: &Context<'_>, id: &TaskId) -> ApiResult<Option<Prices>> {
-    let loaded = ctx
-        .price_loader()
-        .load_one(id.clone())
-        .await
-        .map_err(|e| ApiError::Internal(e))?;
+    let loaded = ctx.price_loader().load_one(id.clone()).await?;
     if loaded.is_some() {
         return Ok(loaded);
     }
@@ -162,9 +158,15 @@ pub struct TaskQuery;
 
 #[Object]
 impl TaskQuery {
+    // Read through the request's loader, so that a document asking for many tasks by id
+    // reads them in one query.
     async fn task(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<TaskObject>> {
         ctx.actor()?;
-        Ok(ctx.tracker().get(&TaskId(id.0)).await?.map(TaskObject))
+        Ok(ctx
+            .task_loader()
+            .load_one(TaskId(id.0))
+            .await?
+            .map(TaskObject))
     }
 
     /// Tasks, newest first.

@@ -11,23 +11,21 @@
 //!   one that found no free database connection, gets 503.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use async_graphql::parser::types::OperationType;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::api::{Loaders, Session, shape};
-use crate::app::AppState;
-
-pub const BAD_REQUEST: &str = "BAD_REQUEST";
-pub const RATE_LIMITED: &str = "RATE_LIMITED";
-pub const TIMEOUT: &str = "TIMEOUT";
-pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
+use crate::api::Loaders;
+use crate::refusal::{
+    self, BAD_REQUEST, PARSE_FAILED, RATE_LIMITED, SERVICE_UNAVAILABLE, TIMEOUT, VALIDATION_FAILED,
+};
+use crate::session::Session;
+use crate::state::AppState;
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json; charset=utf-8";
 const JSON: &str = "application/json; charset=utf-8";
@@ -89,19 +87,12 @@ struct Answer {
 impl Answer {
     /// A request refused before it ran: a GraphQL error body with a code.
     fn refused(status: StatusCode, code: &str, message: &str) -> Self {
-        let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
         Self {
             status,
             codes: vec![code.to_owned()],
-            body: serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec()),
+            body: refusal::body(code, message),
         }
     }
-}
-
-/// A response with a GraphQL body.
-fn respond(media: Media, status: StatusCode, body: &impl serde::Serialize) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    respond_bytes(media, status, bytes)
 }
 
 fn respond_bytes(media: Media, status: StatusCode, bytes: Vec<u8>) -> Response {
@@ -115,16 +106,12 @@ fn respond_bytes(media: Media, status: StatusCode, bytes: Vec<u8>) -> Response {
 
 /// A request refused before it ran: a GraphQL error body with a code.
 pub fn refuse(media: Media, status: StatusCode, code: &str, message: &str) -> Response {
-    respond(
-        media,
-        status,
-        &json!({ "errors": [{ "message": message, "extensions": { "code": code } }] }),
-    )
+    respond_bytes(media, status, refusal::body(code, message))
 }
 
 /// `POST /graphql`.
 pub async fn post(
-    app: AppState,
+    State(app): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -151,7 +138,7 @@ pub async fn post(
             let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
                 format!(
                     "the request body is larger than {} bytes",
-                    app.max_body_bytes()
+                    app.limits.max_body_bytes
                 )
             } else {
                 "the request body could not be read".to_owned()
@@ -171,7 +158,7 @@ pub async fn post(
         }
     };
     let requests: Vec<Value> = match value {
-        Value::Array(batch) if app.allow_batch() => {
+        Value::Array(batch) if app.limits.allow_batch => {
             if batch.is_empty() || batch.len() > 20 {
                 return refuse(
                     media,
@@ -331,7 +318,7 @@ async fn run(
         tracing::Span::current().record("operation", name.as_str());
     }
     let answer = answer(app, headers, request, over_get).await;
-    if app.metrics_enabled() {
+    if app.metrics {
         crate::metrics::record_request(
             operation.as_deref(),
             answer.status,
@@ -350,7 +337,7 @@ async fn answer(
 ) -> Answer {
     let refused = Answer::refused;
     // Only a document that mentions `mutation` can hold one: most requests skip the parse.
-    let mutation = request.query.len() <= app.max_query_bytes()
+    let mutation = request.query.len() <= app.limits.max_query_bytes
         && request.query.contains("mutation")
         && operation_type(&mut request) == Some(OperationType::Mutation);
     if over_get && mutation {
@@ -361,16 +348,16 @@ async fn answer(
         );
     }
     // The time limit covers everything from here: reading the popug replica included.
-    let deadline = tokio::time::Instant::now() + app.request_timeout();
+    let deadline = tokio::time::Instant::now() + app.limits.request_timeout;
     let timed_out = || {
-        tracing::warn!(timeout = ?app.request_timeout(), "request timed out");
+        tracing::warn!(timeout = ?app.limits.request_timeout, "request timed out");
         refused(
             StatusCode::SERVICE_UNAVAILABLE,
             TIMEOUT,
             "the request took too long and was stopped",
         )
     };
-    let Ok(session) = tokio::time::timeout_at(deadline, app.session(headers)).await else {
+    let Ok(session) = tokio::time::timeout_at(deadline, app.sessions.of(headers)).await else {
         return timed_out();
     };
     if let Session::Popug(popug) = &session {
@@ -378,7 +365,7 @@ async fn answer(
     }
     if mutation
         && let Session::Popug(popug) = &session
-        && !app.rate_limiter().allow(&popug.id.0)
+        && !app.rate_limiter.allow(&popug.id.0)
     {
         return refused(
             StatusCode::TOO_MANY_REQUESTS,
@@ -386,10 +373,9 @@ async fn answer(
             "too many mutations: slow down and try again in a moment",
         );
     }
-    let loaders = Loaders::new(app.services());
+    let loaders = Loaders::new(&app.services);
     let request = request.data(session).data(loaders);
-    let Ok(response) = tokio::time::timeout_at(deadline, app.schema().execute(request)).await
-    else {
+    let Ok(response) = tokio::time::timeout_at(deadline, app.schema.execute(request)).await else {
         return timed_out();
     };
     let codes: Vec<String> = response
@@ -403,7 +389,7 @@ async fn answer(
         )
         .collect();
     let has = |code: &str| codes.iter().any(|c| c == code);
-    let status = if has(shape::PARSE_FAILED) || has(shape::VALIDATION_FAILED) {
+    let status = if has(PARSE_FAILED) || has(VALIDATION_FAILED) {
         StatusCode::BAD_REQUEST
     } else if response.data == async_graphql::Value::Null && has(SERVICE_UNAVAILABLE) {
         StatusCode::SERVICE_UNAVAILABLE
@@ -418,59 +404,6 @@ async fn answer(
         codes,
         body,
     }
-}
-
-/// Mutations a popug may send per second, refilled continuously, with as many in a burst.
-pub struct RateLimiter {
-    per_second: f64,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
-}
-
-/// Buckets kept before full ones are forgotten.
-const MAX_BUCKETS: usize = 10_000;
-
-impl RateLimiter {
-    /// `per_second` of zero lets everything through.
-    pub fn new(per_second: u32) -> Self {
-        Self {
-            per_second: f64::from(per_second),
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub fn allow(&self, popug: &str) -> bool {
-        if self.per_second <= 0.0 {
-            return true;
-        }
-        let now = Instant::now();
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if buckets.len() > MAX_BUCKETS {
-            let per_second = self.per_second;
-            buckets.retain(|_, (tokens, at)| {
-                *tokens + now.duration_since(*at).as_secs_f64() * per_second < per_second
-            });
-        }
-        let (tokens, at) = buckets
-            .entry(popug.to_owned())
-            .or_insert((self.per_second, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second)
-            .min(self.per_second);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// How long one request may run.
-pub fn timeout(secs: u64) -> Duration {
-    Duration::from_secs(secs.max(1))
 }
 
 #[cfg(test)]
@@ -504,14 +437,5 @@ mod tests {
             Some(Media::Json)
         );
         assert_eq!(negotiate(&accept("text/html")), None);
-    }
-
-    #[test]
-    fn a_bucket_allows_its_rate_and_refills() {
-        let limiter = RateLimiter::new(3);
-        assert!((0..3).all(|_| limiter.allow("bob")));
-        assert!(!limiter.allow("bob"));
-        assert!(limiter.allow("eve"));
-        assert!(RateLimiter::new(0).allow("anyone"));
     }
 }

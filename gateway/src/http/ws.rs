@@ -19,8 +19,11 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use crate::api::{Loaders, Session};
-use crate::app::{AppState, bearer_token};
+use crate::api::Loaders;
+use crate::metrics::{self, Held};
+use crate::refusal::{self, BAD_USER_INPUT};
+use crate::session::{Session, bearer, bearer_token};
+use crate::state::AppState;
 
 /// Messages a socket buffers for its client before its subscriptions wait.
 const OUTGOING: usize = 64;
@@ -121,27 +124,20 @@ async fn serve(
     let token = ["Authorization", "authorization"]
         .iter()
         .find_map(|key| payload.get(key).and_then(Value::as_str))
-        .and_then(|value| {
-            value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
-        })
-        .map(str::trim)
+        .and_then(bearer)
         .map(str::to_owned)
         .or(header_token);
     // Listening before the session is read, so a revocation cannot slip in between.
     let mut revocations = app.revocations.subscribe();
     // Boxed, like every await here that reads the database, so that the socket's future keeps
     // only what its loop needs while it waits (10,000 open sockets are 10,000 such futures).
-    let (session, expires) = Box::pin(app.authenticate(token.as_deref())).await;
+    let (session, expires) = Box::pin(app.sessions.authenticate(token.as_deref())).await;
     let (Session::Popug(popug), Some(expires)) = (&session, expires) else {
         return close(&mut socket, 4403, "Forbidden").await;
     };
     let popug = popug.clone();
-    let _open = app
-        .metrics_enabled()
-        .then(|| crate::metrics::Held::new(crate::metrics::SOCKETS));
-    let mut shutdown = app.shutdown();
+    let _open = app.metrics.then(|| Held::new(metrics::SOCKETS));
+    let mut shutdown = app.shutdown.subscribe();
     if *shutdown.borrow_and_update() {
         return close(&mut socket, 1001, "the server is going away: reconnect").await;
     }
@@ -173,9 +169,8 @@ async fn serve(
                             break;
                         }
                         if subscriptions.len() >= app.limits.max_subscriptions {
-                            let error = json!([{ "message": format!(
-                                "at most {} subscriptions per connection", app.limits.max_subscriptions),
-                                "extensions": { "code": "BAD_USER_INPUT" } }]);
+                            let error = refusal::errors(BAD_USER_INPUT, &format!(
+                                "at most {} subscriptions per connection", app.limits.max_subscriptions));
                             if !send(&mut socket, json!({ "type": "error", "id": id, "payload": error })).await {
                                 break;
                             }
@@ -243,7 +238,7 @@ async fn serve(
                     Ok(id) => *id == *popug.id.0,
                     // Too many revocations to tell whose: ask the replica.
                     Err(_) => !matches!(
-                        Box::pin(app.services().popugs.get(&popug.id)).await,
+                        Box::pin(app.services.popugs.get(&popug.id)).await,
                         Ok(Some(now)) if now.active && now.role == popug.role
                     ),
                 };
@@ -270,11 +265,11 @@ fn start(
 ) -> AbortHandle {
     let request = request
         .data(session.clone())
-        .data(Loaders::new(app.services()));
-    let stream = app.schema().execute_stream(request);
-    let measured = app.metrics_enabled();
+        .data(Loaders::new(&app.services));
+    let stream = app.schema.execute_stream(request);
+    let measured = app.metrics;
     tokio::spawn(async move {
-        let _running = measured.then(|| crate::metrics::Held::new(crate::metrics::SUBSCRIPTIONS));
+        let _running = measured.then(|| Held::new(metrics::SUBSCRIPTIONS));
         tokio::pin!(stream);
         while let Some(response) = stream.next().await {
             let message = json!({ "type": protocol.next(), "id": id, "payload": response });

@@ -1,153 +1,27 @@
-//! Make Payment inside the gateway: the scheduler that closes each business day when it ends,
-//! and the delivery of what a close leaves queued (payment requests and mail).
-//!
-//! Every replica runs both. Closing takes a database lock, so one replica closes a day and the
-//! others find it closed; deliveries are leased row by row, so no payout or mail is worked on
-//! by two replicas at once.
+//! Delivery of what a day close leaves queued: payment requests and mail. Every replica runs
+//! it; rows are leased one by one, so no payout or mail is worked on by two replicas at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use accounting_domain::{Mail, Payday, Payout, Queues, Retry};
+use accounting_domain::{AccountingError, Mail, Payout, Queues, Retry};
 use anyhow::Context as _;
-use chrono::Days;
 use futures::StreamExt as _;
-use lettre::message::Mailbox;
-use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
+use lettre::{AsyncSmtpTransport, Tokio1Executor};
 use task_domain::{PopugId, Popugs};
 use tokio::sync::Notify;
 
+use super::mailer::Mailer;
+use super::payments::Payments;
 use crate::config::Config;
 
-/// How long after midnight the scheduler waits, so that the last events of the day are in.
-const GRACE: chrono::Duration = chrono::Duration::seconds(2);
 /// Rows claimed per round of delivery.
 const CLAIM: i64 = 100;
 /// Deliveries in flight at once.
 const IN_FLIGHT: usize = 8;
 /// How often delivery looks for due work when nobody wakes it.
 const DELIVERY_POLL: Duration = Duration::from_secs(1);
-
-/// Closes every day that has ended, oldest first; returns how many it closed.
-pub async fn close_ended_days(
-    payday: &Payday,
-) -> Result<usize, accounting_domain::AccountingError> {
-    let today = payday.today();
-    let Some(yesterday) = today.checked_sub_days(Days::new(1)) else {
-        return Ok(0);
-    };
-    let (midnight, _) = payday.calendar().bounds(today);
-    if payday.now() < midnight + GRACE {
-        return Ok(0);
-    }
-    if payday.open_days(yesterday).await?.is_empty() {
-        return Ok(0);
-    }
-    let closes = payday.close_through(yesterday).await?;
-    for close in &closes {
-        tracing::info!(
-            day = %close.day,
-            payouts = close.payout_count,
-            paid = close.paid_total,
-            negative = close.negative_count,
-            "business day closed"
-        );
-    }
-    Ok(closes.len())
-}
-
-/// Runs the day-close scheduler until the runtime stops: at start (closing what was missed
-/// while no gateway ran) and every `every`.
-pub fn spawn_scheduler(payday: Payday, delivery: Arc<Delivery>, every: Duration) {
-    tokio::spawn(async move {
-        loop {
-            match close_ended_days(&payday).await {
-                Ok(0) => {}
-                Ok(_) => delivery.wake(),
-                Err(error) => {
-                    tracing::error!(%error, source = ?std::error::Error::source(&error), "closing the business day failed; retrying");
-                }
-            }
-            tokio::time::sleep(every).await;
-        }
-    });
-}
-
-/// The payment system.
-pub enum Payments {
-    /// No payment system: the company's own ledger records payouts as paid.
-    Ledger,
-    Http {
-        client: reqwest::Client,
-        url: String,
-    },
-}
-
-impl Payments {
-    /// Asks for the payout to be paid; who settled it, or why it failed.
-    async fn pay(&self, payout: &Payout) -> Result<&'static str, String> {
-        match self {
-            Self::Ledger => Ok("ledger"),
-            Self::Http { client, url } => {
-                let body = serde_json::json!({
-                    "payoutId": payout.id,
-                    "popugId": payout.popug_id,
-                    "day": payout.day.to_string(),
-                    "amount": payout.amount,
-                });
-                let response = client
-                    .post(url)
-                    .header("Idempotency-Key", &payout.id)
-                    .json(&body)
-                    .send()
-                    .await
-                    .map_err(|e| format!("payment system unreachable: {e}"))?;
-                let status = response.status();
-                if status.is_success() {
-                    Ok("payment-system")
-                } else {
-                    Err(format!("payment system answered {status}"))
-                }
-            }
-        }
-    }
-}
-
-/// Where mail goes.
-pub enum Mailer {
-    /// No SMTP server: mail stays in the mailbox table, for admins to read.
-    Mailbox,
-    Smtp {
-        transport: AsyncSmtpTransport<Tokio1Executor>,
-        from: Mailbox,
-    },
-}
-
-impl Mailer {
-    async fn send(&self, mail: &Mail, address: Option<&str>) -> Result<&'static str, String> {
-        match self {
-            Self::Mailbox => Ok("mailbox"),
-            Self::Smtp { transport, from } => {
-                let address = address.ok_or("no e-mail address is known for this popug")?;
-                let to: Mailbox = address
-                    .parse()
-                    .map_err(|e| format!("the address {address:?} is not usable: {e}"))?;
-                let message = Message::builder()
-                    .from(from.clone())
-                    .to(to)
-                    .subject(mail.subject.clone())
-                    .body(mail.body.clone())
-                    .map_err(|e| format!("cannot build the message: {e}"))?;
-                transport
-                    .send(message)
-                    .await
-                    .map_err(|e| format!("SMTP: {e}"))?;
-                Ok("smtp")
-            }
-        }
-    }
-}
 
 /// Delivers queued payouts to the payment system and mail to popugs.
 pub struct Delivery {
@@ -248,7 +122,7 @@ impl Delivery {
     }
 
     /// One batch of payouts and one of mail; how many it worked on.
-    async fn round(&self) -> Result<usize, accounting_domain::AccountingError> {
+    async fn round(&self) -> Result<usize, AccountingError> {
         let payouts = self.queues.claim_payouts(CLAIM, &self.retry).await?;
         let worked = payouts.len();
         futures::stream::iter(payouts)
@@ -284,10 +158,7 @@ impl Delivery {
         Ok(worked)
     }
 
-    async fn deliver_payout(
-        &self,
-        payout: &Payout,
-    ) -> Result<(), accounting_domain::AccountingError> {
+    async fn deliver_payout(&self, payout: &Payout) -> Result<(), AccountingError> {
         match self.payments.pay(payout).await {
             Ok(settled_by) => self.queues.payout_paid(&payout.id, settled_by).await,
             Err(reason) => {
@@ -305,7 +176,7 @@ impl Delivery {
         &self,
         mail: &Mail,
         address: Option<&str>,
-    ) -> Result<(), accounting_domain::AccountingError> {
+    ) -> Result<(), AccountingError> {
         match self.mailer.send(mail, address).await {
             Ok(via) => self.queues.mail_sent(&mail.id, address, via).await,
             Err(reason) => {

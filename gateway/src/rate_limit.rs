@@ -1,0 +1,67 @@
+//! Mutations a popug may send: a token bucket per popug, kept in memory on each replica.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Mutations a popug may send per second, refilled continuously, with as many in a burst.
+pub struct RateLimiter {
+    per_second: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+/// Buckets kept before full ones are forgotten.
+const MAX_BUCKETS: usize = 10_000;
+
+impl RateLimiter {
+    /// `per_second` of zero lets everything through.
+    pub fn new(per_second: u32) -> Self {
+        Self {
+            per_second: f64::from(per_second),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn allow(&self, popug: &str) -> bool {
+        if self.per_second <= 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if buckets.len() > MAX_BUCKETS {
+            let per_second = self.per_second;
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * per_second < per_second
+            });
+        }
+        let (tokens, at) = buckets
+            .entry(popug.to_owned())
+            .or_insert((self.per_second, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second)
+            .min(self.per_second);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_rate_and_refills() {
+        let limiter = RateLimiter::new(3);
+        assert!((0..3).all(|_| limiter.allow("bob")));
+        assert!(!limiter.allow("bob"));
+        assert!(limiter.allow("eve"));
+        assert!(RateLimiter::new(0).allow("anyone"));
+    }
+}

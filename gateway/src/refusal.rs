@@ -1,0 +1,68 @@
+//! The one shape in which the gateway says no: a GraphQL error body,
+//! `{"errors":[{"message":…,"extensions":{"code":…}}]}`, and the codes it carries.
+//!
+//! GraphQL answers, refusals before execution, the auth-event endpoint and the WebSocket's
+//! per-operation errors all build their bodies here, so a client parses one shape everywhere.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// The request itself is malformed (not JSON, no query, a mutation over GET).
+pub const BAD_REQUEST: &str = "BAD_REQUEST";
+pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+pub const FORBIDDEN: &str = "FORBIDDEN";
+pub const NOT_FOUND: &str = "NOT_FOUND";
+pub const CONFLICT: &str = "CONFLICT";
+pub const RATE_LIMITED: &str = "RATE_LIMITED";
+/// The request ran out of time and was stopped.
+pub const TIMEOUT: &str = "TIMEOUT";
+/// No database connection came free in time, or the gateway is stopping.
+pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
+pub const ACCOUNTING_PENDING: &str = "ACCOUNTING_PENDING";
+pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
+/// An auth event that can never be applied, however often it is sent.
+pub const BAD_EVENT: &str = "BAD_EVENT";
+pub const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
+pub const VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+
+/// The `errors` list of a refusal: one error with its message and code.
+pub fn errors(code: &str, message: &str) -> Value {
+    json!([{ "message": message, "extensions": { "code": code } }])
+}
+
+/// A whole refusal body, serialized.
+pub fn body(code: &str, message: &str) -> Vec<u8> {
+    let body = json!({ "errors": errors(code, message) });
+    serde_json::to_vec(&body).expect("a JSON value serializes")
+}
+
+/// A refusal outside GraphQL's media negotiation (the auth-event endpoint): `application/json`.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, body(self.code, &self.message)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}

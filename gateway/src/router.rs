@@ -1,0 +1,89 @@
+//! The route table and the layers around it: every URL the gateway answers, in one place.
+//!
+//! | route | what |
+//! | --- | --- |
+//! | `GET /graphql` | a WebSocket upgrade, a query in the URL, or GraphiQL for a browser |
+//! | `POST /graphql` | GraphQL over HTTP |
+//! | `GET /graphql/ws` | GraphQL over WebSocket |
+//! | `GET /graphiql/assets/{name}` | GraphiQL's scripts and styles |
+//! | `POST /auth/events` | Popug Data Updated from the auth service |
+//! | `GET /healthz`, `GET /readyz` | liveness, readiness |
+//! | `GET /metrics` | Prometheus text, when enabled |
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, HeaderName};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+use crate::http::{auth_events, graphiql, graphql, ops, ws};
+use crate::state::AppState;
+
+/// The header carrying a request's id: the client's, or one made up here.
+pub const REQUEST_ID: &str = "x-request-id";
+
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route("/graphql", get(graphql_get).post(graphql::post))
+        .route("/graphql/ws", get(ws::upgrade))
+        .route("/graphiql/assets/{name}", get(graphiql::asset))
+        .route("/auth/events", post(auth_events::receive))
+        .route("/healthz", get(ops::healthy))
+        .route("/readyz", get(ops::ready));
+    if state.metrics {
+        router = router.route("/metrics", get(ops::metrics));
+    }
+    let request_id = HeaderName::from_static(REQUEST_ID);
+    let max_body_bytes = state.limits.max_body_bytes;
+    router
+        .with_state(state)
+        // A body announced or found larger than this is refused before it is read whole.
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        // Outermost: the id is there for the span and for the handlers.
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// `GET /graphql`: a WebSocket for a client that asks to upgrade, a query in the URL, or
+/// GraphiQL for a browser.
+async fn graphql_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match upgrade {
+        Ok(upgrade) => ws::upgrade(State(state), headers, upgrade).await,
+        Err(_) if params.contains_key("query") => graphql::get(state, headers, params).await,
+        Err(_) => graphiql::page(),
+    }
+}
+
+/// The span of one HTTP request: its id, method and path (never the query string, which may
+/// hold a query's variables), and, filled in later, the operation and the popug.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+        operation = tracing::field::Empty,
+        popug = tracing::field::Empty,
+    )
+}

@@ -1,0 +1,211 @@
+//! Start-up: connect to the database, migrate it, start the workers and wire the services
+//! into the state the transports share. Only `main` (and tests, through [`App`]) come here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use accounting_domain::{Calendar, Figures, Ledger, Payday, Queues};
+use anyhow::Context as _;
+use ates_db::{Backend, Clock, Db};
+use axum::Router;
+use task_domain::{Popugs, Tracker};
+use tokio::sync::watch;
+
+use crate::api::shape::ShapeLimits;
+use crate::api::{self, QueryLimits, Services};
+use crate::auth::{self, Authenticator, Jwks};
+use crate::auth_events::{AuthEvents, Revocations};
+use crate::config::{self, Config};
+use crate::rate_limit::RateLimiter;
+use crate::session::Sessions;
+use crate::state::{AppState, Limits};
+use crate::workers::accounting::Accounting;
+use crate::workers::day_close;
+use crate::workers::delivery::Delivery;
+use crate::workers::feed::{self, Feed};
+use crate::workers::nats::Broker;
+
+/// Everything a running gateway holds.
+pub struct App {
+    pub state: AppState,
+    /// True when tokens are checked against a secret generated in the data folder.
+    pub dev_secret: bool,
+}
+
+impl App {
+    /// Connects to the database, applies its migrations and wires the domains.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let (auth, dev_secret) = authenticator(config)?;
+        if let Some(jwks) = auth.key_set() {
+            // Keys at hand for the first requests; a failure here is retried on use.
+            jwks.refresh().await;
+        }
+        let calendar = calendar(config)?;
+        let db = connect(config).await?;
+        db.migrate().await?;
+        let mut ledger = Ledger::new(db.clone());
+        if config.ledger_batch > 0 {
+            ledger = ledger.with_batch(config.ledger_batch);
+        }
+        let accounting = Accounting::spawn(ledger);
+        let feed = Feed::start(db.clone(), config.feed_capacity).await?;
+        let revocations = Revocations::new();
+        let popugs = Popugs::new(db.clone());
+        if db.backend() == Backend::Postgres {
+            // Commits of other replicas wake this one's accounting and subscribers at once,
+            // make it forget the popugs they changed, and end the sessions of popugs they
+            // deactivated.
+            let (accounting, feed) = (Arc::clone(&accounting), Arc::clone(&feed));
+            let (changed, reconnected) = (popugs.clone(), popugs.clone());
+            let revoked = revocations.clone();
+            tokio::spawn(feed::listen_for_commits(
+                config.database_url(),
+                feed::CommitListeners {
+                    appended: Box::new(move || {
+                        accounting.wake();
+                        feed.wake();
+                    }),
+                    popug_changed: Box::new(move |id| changed.forget(id)),
+                    popug_revoked: Box::new(move |id| revoked.revoke(id)),
+                    connected: Box::new(move || reconnected.forget_all()),
+                },
+            ));
+        }
+        let auth_events = AuthEvents::new(popugs.clone(), revocations.clone());
+        if config.metrics {
+            crate::metrics::handle();
+        }
+        let relays = config.nats_url.is_some();
+        if let Some(broker) = Broker::from_config(config) {
+            tracing::info!(url = %config::redact_url(&broker.url), stream = %broker.stream, "publishing events to NATS JetStream");
+            broker.start(db.clone(), auth_events.clone()).await?;
+        }
+        let payday = Payday::new(db.clone(), calendar).with_batch(config.close_batch);
+        let queues = Queues::new(db.clone());
+        let delivery = Delivery::from_config(config, queues.clone(), popugs.clone())?.spawn();
+        day_close::spawn(
+            payday.clone(),
+            Arc::clone(&delivery),
+            Duration::from_secs(config.close_check_secs.max(1)),
+        );
+        let services = Services {
+            tracker: Tracker::new(db.clone()).with_replica(popugs.clone()),
+            popugs,
+            accounting,
+            feed,
+            figures: Figures::new(db.clone(), payday.clone()),
+            payday,
+            queues,
+            delivery,
+        };
+        Ok(Self {
+            state: AppState {
+                schema: api::build_schema(
+                    services.clone(),
+                    QueryLimits {
+                        depth: config.max_query_depth,
+                        complexity: config.max_query_complexity,
+                        shape: ShapeLimits {
+                            query_bytes: config.max_query_bytes,
+                            aliases: config.max_aliases,
+                            root_fields: config.max_root_fields,
+                            fields: config.max_fields,
+                        },
+                        introspection: config.introspection_enabled(),
+                    },
+                ),
+                sessions: Sessions::new(auth, services.popugs.clone()),
+                services,
+                db,
+                rate_limiter: Arc::new(RateLimiter::new(config.mutations_per_second)),
+                auth_events,
+                auth_events_secret: config
+                    .auth_events_secret
+                    .as_deref()
+                    .map(|secret| Arc::from(secret.as_bytes())),
+                revocations,
+                shutdown: Arc::new(watch::channel(false).0),
+                metrics: config.metrics,
+                relays,
+                limits: Limits {
+                    max_body_bytes: config.max_body_bytes,
+                    max_query_bytes: config.max_query_bytes,
+                    allow_batch: config.allow_batch,
+                    request_timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
+                    max_ws_message: 64 * 1024,
+                    ws_init_timeout: Duration::from_secs(config.ws_init_timeout_secs),
+                    max_subscriptions: config.ws_max_subscriptions,
+                },
+            },
+            dev_secret,
+        })
+    }
+
+    /// The routes and layers serving this gateway.
+    pub fn router(&self) -> Router {
+        crate::router::router(self.state.clone())
+    }
+
+    /// Tells the gateway it is stopping: `/readyz` turns 503 and WebSockets close with 1001
+    /// ("going away") so their clients reconnect to another replica.
+    pub fn begin_shutdown(&self) {
+        self.state.shutdown.send_replace(true);
+    }
+}
+
+/// The database the configuration names, stamping time by the configured clock. Migrations
+/// are the caller's to run.
+pub async fn connect(config: &Config) -> anyhow::Result<Db> {
+    if config.database_url.is_none() {
+        config.ensure_data_dir()?;
+    }
+    let clock = match &config.clock_file {
+        None => Clock::System,
+        Some(path) => {
+            let clock = Clock::File(Arc::new(path.clone()));
+            clock.check().map_err(anyhow::Error::msg)?;
+            tracing::warn!(
+                "ATES_CLOCK_FILE is set: business time is read from {}, not the system clock",
+                path.display()
+            );
+            clock
+        }
+    };
+    Ok(Db::connect_with(
+        &config.database_url(),
+        config.db_max_connections,
+        Duration::from_millis(config.db_acquire_timeout_ms.max(1)),
+    )
+    .await?
+    .with_clock(clock))
+}
+
+/// The business calendar of the configured time zone.
+pub fn calendar(config: &Config) -> anyhow::Result<Calendar> {
+    Calendar::new(&config.timezone).with_context(|| {
+        format!(
+            "ATES_TIMEZONE: {:?} is not an IANA time zone",
+            config.timezone
+        )
+    })
+}
+
+/// The verifier the configuration asks for, and whether it uses a development secret.
+pub fn authenticator(config: &Config) -> anyhow::Result<(Authenticator, bool)> {
+    if let Some(url) = &config.jwks_url {
+        if config.jwt_public_key.is_some() {
+            anyhow::bail!("ATES_JWKS_URL and ATES_JWT_PUBLIC_KEY are both set: set one");
+        }
+        let jwks = Jwks::new(
+            url.clone(),
+            Duration::from_millis(config.jwks_min_refresh_ms),
+            Duration::from_secs(config.jwks_max_age_secs.max(1)),
+        );
+        return Ok((Authenticator::jwks(jwks, config), false));
+    }
+    if let Some(pem) = &config.jwt_public_key {
+        return Ok((Authenticator::rs256(pem, config)?, false));
+    }
+    let (secret, generated) = auth::load_or_create_dev_secret(config)?;
+    Ok((Authenticator::hs256(&secret, config), generated))
+}

@@ -1,0 +1,45 @@
+//! What every transport shares: the schema and its services, sessions, limits, and the
+//! shutdown flag. Built once by `startup`; read by the handlers in `http`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ates_db::Db;
+use tokio::sync::watch;
+
+use crate::api::{AtesSchema, Services};
+use crate::auth_events::{AuthEvents, Revocations};
+use crate::rate_limit::RateLimiter;
+use crate::session::Sessions;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) schema: AtesSchema,
+    pub(crate) services: Services,
+    pub(crate) sessions: Sessions,
+    pub(crate) db: Db,
+    pub(crate) limits: Limits,
+    pub(crate) rate_limiter: Arc<RateLimiter>,
+    pub(crate) auth_events: AuthEvents,
+    /// The HMAC secret of `POST /auth/events`; without it only service tokens may post.
+    pub(crate) auth_events_secret: Option<Arc<[u8]>>,
+    pub(crate) revocations: Revocations,
+    /// True once the process was told to stop: `/readyz` answers 503 and sockets close.
+    pub(crate) shutdown: Arc<watch::Sender<bool>>,
+    /// Whether requests are recorded for `/metrics`.
+    pub(crate) metrics: bool,
+    /// Whether this gateway relays the outbox to NATS.
+    pub(crate) relays: bool,
+}
+
+/// Bounds on what one client may send or hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_query_bytes: usize,
+    pub allow_batch: bool,
+    pub request_timeout: Duration,
+    pub max_ws_message: usize,
+    pub ws_init_timeout: Duration,
+    pub max_subscriptions: usize,
+}
