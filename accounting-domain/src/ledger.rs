@@ -3,18 +3,13 @@
 
 use std::collections::HashMap;
 
-use ates_db::{Backend, Conditions, Db, to_micros};
+use ates_db::{Backend, Conditions, Db, Lock, to_micros};
 use ates_events::outbox::{self, Position, StoredEvent};
 use sqlx::AnyConnection;
 
 use crate::audit_log::{COLUMNS, LogRow};
 use crate::posting::{self, CONSUMER};
 use crate::{AccountingError, LogEntry, LogFilter, LogPage, Prices};
-
-/// Key of the PostgreSQL advisory lock held by whoever posts to the ledger (the consumer of any
-/// replica, or a producer posting its own events): one posting transaction at a time, so two
-/// never wait for each other's rows in a circle, and a consumer never redoes another's batch.
-const POSTING_LOCK: i64 = 0x0A7E_5002;
 
 /// How long [`Ledger::catch_up`] waits for events that an older, still running transaction
 /// holds back.
@@ -153,14 +148,9 @@ impl Ledger {
         Ok(self.post_now(std::slice::from_ref(event)).await? == 1)
     }
 
+    /// One posting transaction at a time, across replicas (see [`Lock::Posting`]).
     async fn lock(&self, conn: &mut AnyConnection) -> Result<(), AccountingError> {
-        if self.db.backend() == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(POSTING_LOCK)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Ok(())
+        Ok(self.db.lock_transaction(conn, Lock::Posting).await?)
     }
 
     /// Prices of the tasks that have them.

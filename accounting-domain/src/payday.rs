@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use ates_db::{Backend, Db, Value, list_placeholders, placeholders, to_micros};
+use ates_db::{Backend, Db, Lock, Value, list_placeholders, placeholders, to_micros};
 use ates_events::NewEvent;
 use ates_events::outbox;
 use ates_events::payout::PayoutMade;
@@ -24,8 +24,6 @@ use crate::{AccountingError, Calendar, EntryKind};
 
 /// Popugs paid per transaction, unless configured otherwise.
 pub const DEFAULT_BATCH: i64 = 1000;
-/// Key of the PostgreSQL advisory lock held by the replica that is closing days.
-const CLOSE_LOCK: i64 = 0x0A7E_5002;
 
 /// Popugs below zero at an instant `$1` (a day's end): each balance less the task money logged
 /// since. Exact while no day after it has been closed, as every payout in a balance is then of
@@ -132,29 +130,12 @@ impl Payday {
             return Err(AccountingError::DayNotOver(last));
         }
         let _local = self.closing.lock().await;
-        match self.db.backend() {
-            Backend::Sqlite => self.close_open_days(last).await,
-            Backend::Postgres => {
-                // A session lock on a connection of its own, held for the whole close: another
-                // replica waits, then finds the days closed. It goes with the connection if the
-                // process dies.
-                let mut conn = self.db.pool().acquire().await?;
-                sqlx::query("SELECT pg_advisory_lock($1)")
-                    .bind(CLOSE_LOCK)
-                    .execute(&mut *conn)
-                    .await?;
-                let closed = self.close_open_days(last).await;
-                let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
-                    .bind(CLOSE_LOCK)
-                    .execute(&mut *conn)
-                    .await;
-                if unlocked.is_err() {
-                    // Closing the connection releases the lock.
-                    let _ = conn.close().await;
-                }
-                closed
-            }
-        }
+        // Held for the whole close: another replica waits, then finds the days closed. It goes
+        // with its connection if the process dies.
+        let held = self.db.lock_session(Lock::DayClose).await?;
+        let closed = self.close_open_days(last).await;
+        held.release().await;
+        closed
     }
 
     async fn close_open_days(&self, last: NaiveDate) -> Result<Vec<DayClose>, AccountingError> {

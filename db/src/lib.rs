@@ -14,6 +14,11 @@ use chrono::{DateTime, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Connection as _, Executor, Transaction};
 
+mod lock;
+mod notify;
+
+pub use lock::{HeldLock, Lock};
+pub use notify::{Channel, Listener};
 pub use sqlx::Error as SqlError;
 
 /// Which dialect the pool speaks.

@@ -6,6 +6,7 @@
 //! was committed.
 
 pub mod auth;
+pub mod dead_letter;
 pub mod outbox;
 pub mod payout;
 pub mod task;

@@ -17,9 +17,6 @@ use crate::NewEvent;
 /// Rows per INSERT: six parameters each keeps a statement far below either backend's limit.
 const CHUNK: usize = 500;
 
-/// PostgreSQL channel notified after a transaction that appended events committed.
-pub const NOTIFY_CHANNEL: &str = "ates_outbox";
-
 /// The rows a consumer may read: on PostgreSQL, those of transactions older than every
 /// transaction still running.
 const SETTLED_PG: &str =
@@ -76,7 +73,7 @@ fn past_position(postgres: bool) -> &'static str {
 ///
 /// It sends no `NOTIFY`: on PostgreSQL a transaction that notifies holds a lock of the whole
 /// database through its commit, so every notifying writer would wait for the one before it to
-/// flush. Whoever commits tells the other replicas afterwards, on [`NOTIFY_CHANNEL`].
+/// flush. Whoever commits tells the other replicas afterwards, on `Channel::Appended`.
 pub async fn append(
     conn: &mut AnyConnection,
     events: &[NewEvent],

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use ates_db::{Backend, Conditions, Db, to_micros};
+use ates_db::{Channel, Conditions, Db, to_micros};
 use ates_events::auth::{PopugChange, PopugDataUpdated};
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
@@ -119,14 +119,6 @@ impl From<PopugRow> for Popug {
 }
 
 const COLUMNS: &str = "id, name, email, role, changed_at, deactivated_at";
-
-/// PostgreSQL channel told the id of every popug the replica changed, when the change commits:
-/// every gateway forgets what it kept in memory of that popug.
-pub const CHANGED_CHANNEL: &str = "ates_popug_changed";
-
-/// PostgreSQL channel told the id of a popug whose sessions must end (deactivated, or a new
-/// role), when the change commits: every replica closes that popug's WebSockets.
-pub const REVOKED_CHANNEL: &str = "ates_popug_revoked";
 
 /// What an auth event did to the replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,11 +329,10 @@ impl Popugs {
         if changed {
             self.notify_changed(&mut tx, &id).await?;
         }
-        if revoked && self.db.backend() == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(REVOKED_CHANNEL)
-                .bind(id.0.clone())
-                .execute(&mut *tx)
+        if revoked {
+            // Every replica closes that popug's WebSockets when this commits.
+            self.db
+                .notify(&mut *tx, Channel::PopugRevoked, &id.0)
                 .await?;
         }
         tx.commit().await?;
@@ -387,20 +378,14 @@ impl Popugs {
         Ok(found)
     }
 
-    /// Tells the other gateways, at commit, that this popug changed.
+    /// Tells the other gateways, at commit, that this popug changed: they forget what they
+    /// kept of it in memory.
     async fn notify_changed(
         &self,
         conn: &mut sqlx::AnyConnection,
         id: &PopugId,
     ) -> Result<(), TaskError> {
-        if self.db.backend() == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANGED_CHANNEL)
-                .bind(id.0.clone())
-                .execute(&mut *conn)
-                .await?;
-        }
-        Ok(())
+        Ok(self.db.notify(conn, Channel::PopugChanged, &id.0).await?)
     }
 
     /// Popugs ordered by id, optionally of one role: the statement names only the filters

@@ -3,7 +3,7 @@
 //! popug to draw one.
 //!
 //! Whatever changes a popug forgets it here: this replica's own writes at once, another
-//! gateway's through PostgreSQL's `NOTIFY` (see [`crate::CHANGED_CHANNEL`]), and anything else
+//! gateway's through PostgreSQL's `NOTIFY` (`ates_db::Channel::PopugChanged`), and anything else
 //! after [`TTL`]. A row read before a forget is not kept, so a slow read cannot put back what a
 //! change just removed.
 

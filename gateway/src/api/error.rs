@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use accounting_domain::AccountingError;
 use async_graphql::ErrorExtensions as _;
+use ates_db::SqlError;
 use task_domain::TaskError;
 
 use crate::refusal;
@@ -98,6 +99,17 @@ impl From<AccountingError> for ApiError {
             AccountingError::Unreadable { .. }
             | AccountingError::Unpriced(_)
             | AccountingError::Storage(_) => Self::internal(error),
+        }
+    }
+}
+
+/// A failure of the store itself, outside both domains (the outbox, read for a subscriber).
+impl From<SqlError> for ApiError {
+    fn from(error: SqlError) -> Self {
+        if ates_db::is_busy(&error) {
+            Self::Unavailable
+        } else {
+            Self::internal(error)
         }
     }
 }

@@ -4,9 +4,8 @@ use std::sync::Arc;
 
 use async_graphql::futures_util::Stream;
 use async_graphql::{Context, ID, Object, Subscription};
-use ates_db::Db;
 use ates_events::Contract;
-use ates_events::outbox::{self, Position, StoredEvent};
+use ates_events::outbox::StoredEvent;
 use ates_events::task::{TaskAssigned, TaskCompleted};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -19,8 +18,6 @@ use crate::workers::feed::{self, Ended, Feed};
 
 /// Who may watch everyone's tasks.
 const WATCHERS: [Role; 2] = [Role::Admin, Role::Manager];
-/// Events read from storage per round trip while replaying.
-const REPLAY_BATCH: i64 = 500;
 
 #[derive(Default)]
 pub struct Subscription;
@@ -103,7 +100,7 @@ fn events<C: Contract + DeserializeOwned + Send + 'static>(
     }
     // Subscribe before reading storage: whatever commits after the read arrives live.
     let (mut live, position) = feed.subscribe(watched.as_ref().map(|w| w.0.as_str()));
-    let db = feed.db().clone();
+    let feed = Arc::clone(feed);
     let decode = move |event: &StoredEvent| -> Option<C> {
         if event.event_type != C::TYPE || event.version != C::VERSION {
             return None;
@@ -121,18 +118,18 @@ fn events<C: Contract + DeserializeOwned + Send + 'static>(
         if let Some(after) = after {
             // The reads are boxed, so that a subscriber waiting for live events holds only a
             // receiver and a position: thousands of sockets each hold one of these streams.
-            last = match Box::pin(position_of(&db, after)).await {
+            last = match Box::pin(feed.position_of(after)).await {
                 Ok(position) => position,
                 Err(error) => {
-                    yield Err(ApiError::internal(error));
+                    yield Err(ApiError::from(error));
                     return;
                 }
             };
             loop {
-                let batch = match Box::pin(read_after(&db, last)).await {
+                let batch = match Box::pin(feed.replay(last)).await {
                     Ok(batch) => batch,
                     Err(error) => {
-                        yield Err(ApiError::internal(error));
+                        yield Err(ApiError::from(error));
                         return;
                     }
                 };
@@ -168,16 +165,6 @@ fn events<C: Contract + DeserializeOwned + Send + 'static>(
             }
         }
     })
-}
-
-async fn position_of(db: &Db, seq: i64) -> Result<Position, sqlx::Error> {
-    let mut conn = db.pool().acquire().await?;
-    outbox::position_of(&mut conn, seq).await
-}
-
-async fn read_after(db: &Db, after: Position) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    let mut conn = db.pool().acquire().await?;
-    outbox::read_after(&mut conn, after, REPLAY_BATCH).await
 }
 
 async fn task(ctx: &Context<'_>, id: &str) -> ApiResult<TaskObject> {

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ates_db::{Backend, Db};
+use ates_db::{Backend, Channel, Db, Listener, SqlError};
 use ates_events::Contract as _;
 use ates_events::outbox::{self, Position, StoredEvent};
 use ates_events::task::{TaskAssigned, TaskCompleted};
@@ -43,7 +43,7 @@ pub struct Feed {
 impl Feed {
     /// Starts following the outbox from its current end. `capacity` bounds how far a
     /// subscriber may fall behind before it is told to resume.
-    pub async fn start(db: Db, capacity: usize) -> Result<Arc<Self>, sqlx::Error> {
+    pub async fn start(db: Db, capacity: usize) -> Result<Arc<Self>, SqlError> {
         let end = {
             let mut conn = db.pool().acquire().await?;
             outbox::end(&mut conn).await?
@@ -93,8 +93,17 @@ impl Feed {
         self.announce.notify_one();
     }
 
-    pub fn db(&self) -> &Db {
-        &self.db
+    /// The position of the event `seq`, for a subscriber resuming after it.
+    pub async fn position_of(&self, seq: i64) -> Result<Position, SqlError> {
+        let mut conn = self.db.pool().acquire().await?;
+        outbox::position_of(&mut conn, seq).await
+    }
+
+    /// Committed events after `after`, from storage, a batch at a time: for a subscriber
+    /// catching up before it goes live.
+    pub async fn replay(&self, after: Position) -> Result<Vec<StoredEvent>, SqlError> {
+        let mut conn = self.db.pool().acquire().await?;
+        outbox::read_after(&mut conn, after, BATCH).await
     }
 
     async fn run(self: Arc<Self>) {
@@ -112,7 +121,7 @@ impl Feed {
     }
 
     /// Sends the next batch; true when there may be more.
-    async fn fan_out(&self) -> Result<bool, sqlx::Error> {
+    async fn fan_out(&self) -> Result<bool, SqlError> {
         let after = self.routes.lock().expect("feed routes").position;
         let mut conn = self.db.pool().acquire().await?;
         let batch = outbox::read_after(&mut conn, after, BATCH).await?;
@@ -208,11 +217,7 @@ impl Subscriber {
 async fn announce(db: Db, poked: Arc<Notify>) {
     loop {
         poked.notified().await;
-        let sent = sqlx::query("SELECT pg_notify($1, '')")
-            .bind(outbox::NOTIFY_CHANNEL)
-            .execute(db.pool())
-            .await;
-        if let Err(error) = sent {
+        if let Err(error) = db.notify(db.pool(), Channel::Appended, "").await {
             tracing::warn!(%error, "cannot tell the other replicas of a commit; they poll");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -235,35 +240,22 @@ pub struct CommitListeners {
 /// (and forgetting every popug kept in memory) cover the gap.
 pub async fn listen_for_commits(url: String, listeners: CommitListeners) {
     loop {
-        match sqlx::postgres::PgListener::connect(&url).await {
+        match Listener::connect(&url).await {
             Ok(mut listener) => {
-                let channels = [
-                    outbox::NOTIFY_CHANNEL,
-                    task_domain::CHANGED_CHANNEL,
-                    task_domain::REVOKED_CHANNEL,
-                ];
-                if let Err(error) = listener.listen_all(channels).await {
-                    tracing::warn!(%error, "LISTEN failed");
-                } else {
-                    (listeners.connected)();
-                    loop {
-                        match listener.recv().await {
-                            Ok(note) if note.channel() == task_domain::CHANGED_CHANNEL => {
-                                (listeners.popug_changed)(note.payload())
-                            }
-                            Ok(note) if note.channel() == task_domain::REVOKED_CHANNEL => {
-                                (listeners.popug_revoked)(note.payload())
-                            }
-                            Ok(_) => (listeners.appended)(),
-                            Err(error) => {
-                                tracing::warn!(%error, "lost the LISTEN connection");
-                                break;
-                            }
+                (listeners.connected)();
+                loop {
+                    match listener.recv().await {
+                        Ok((Channel::Appended, _)) => (listeners.appended)(),
+                        Ok((Channel::PopugChanged, id)) => (listeners.popug_changed)(&id),
+                        Ok((Channel::PopugRevoked, id)) => (listeners.popug_revoked)(&id),
+                        Err(error) => {
+                            tracing::warn!(%error, "lost the LISTEN connection");
+                            break;
                         }
                     }
                 }
             }
-            Err(error) => tracing::warn!(%error, "cannot connect to LISTEN for commits"),
+            Err(error) => tracing::warn!(%error, "cannot LISTEN for other replicas' commits"),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, AckKind, consumer, stream};
-use ates_db::{Backend, Db, to_micros};
+use ates_db::{Db, HeldLock, Lock, SqlError};
+use ates_events::dead_letter;
 use ates_events::outbox::{self, StoredEvent};
 use bytes::Bytes;
 use futures::StreamExt as _;
@@ -115,52 +116,32 @@ impl Backoff {
     }
 }
 
-/// Key of the PostgreSQL advisory lock held by the replica that relays.
-const RELAY_LOCK: i64 = 0x0A7E_5003;
-
-/// One relay at a time across replicas (PostgreSQL): the lock is a session lock on a
-/// connection the relay keeps, so it goes with the process, or with the connection. Without
-/// it the order would still hold within the broker's duplicate window, but a relay stalled
-/// longer than that window could publish an old event again.
-struct RelayLock {
-    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
-}
-
-impl RelayLock {
-    /// Whether this replica holds the lock now, taking it when it is free.
-    async fn hold(&mut self, db: &Db) -> Result<bool, sqlx::Error> {
-        if db.backend() == Backend::Sqlite {
+/// One relay at a time across replicas ([`Lock::Relay`], PostgreSQL): a session lock on a
+/// connection the relay keeps, so it goes with the process, or with the connection. Without it
+/// the order would still hold within the broker's duplicate window, but a relay stalled longer
+/// than that window could publish an old event again.
+async fn hold_relay_lock(db: &Db, held: &mut Option<HeldLock>) -> Result<bool, SqlError> {
+    if let Some(lock) = held {
+        if lock.is_held().await {
             return Ok(true);
         }
-        if let Some(conn) = &mut self.conn {
-            if sqlx::query("SELECT 1").execute(&mut **conn).await.is_ok() {
-                return Ok(true);
-            }
-            // The connection, and the lock with it, is gone.
-            self.conn = None;
-        }
-        let mut conn = db.pool().acquire().await?;
-        let taken: i64 = sqlx::query_scalar(
-            "SELECT CAST(CASE WHEN pg_try_advisory_lock($1) THEN 1 ELSE 0 END AS BIGINT)",
-        )
-        .bind(RELAY_LOCK)
-        .fetch_one(&mut *conn)
-        .await?;
-        if taken == 1 {
-            tracing::info!("this replica relays the outbox to NATS");
-            self.conn = Some(conn);
-        }
-        Ok(taken == 1)
+        // The connection, and the lock with it, is gone.
+        *held = None;
     }
+    *held = db.try_lock_session(Lock::Relay).await?;
+    if held.is_some() {
+        tracing::info!("this replica relays the outbox to NATS");
+    }
+    Ok(held.is_some())
 }
 
 /// Publishes the outbox, forever (on one replica at a time).
 pub async fn relay(broker: Broker, js: jetstream::Context, db: Db) {
     let mut backoff = Backoff::new();
     let mut stream_ready = false;
-    let mut lock = RelayLock { conn: None };
+    let mut lock = None;
     loop {
-        match lock.hold(&db).await {
+        match hold_relay_lock(&db, &mut lock).await {
             Ok(true) => {}
             Ok(false) => {
                 // Another replica relays; take over within a second of it stopping.
@@ -311,7 +292,15 @@ async fn consume_until_error(
             Ok(_) => AckKind::Ack,
             Err(HandleError::Bad(reason)) => {
                 tracing::warn!(subject = %message.subject, %reason, "auth event parked as a dead letter");
-                match park(db, &message.subject, &message.payload, &reason.to_string()).await {
+                match dead_letter::park(
+                    db,
+                    "nats",
+                    &message.subject,
+                    &message.payload,
+                    &reason.to_string(),
+                )
+                .await
+                {
                     Ok(()) => AckKind::Term,
                     Err(error) => {
                         tracing::error!(%error, "cannot park a dead letter");
@@ -331,20 +320,5 @@ async fn consume_until_error(
             .await
             .map_err(|e| anyhow::anyhow!("acknowledging: {e}"))?;
     }
-    Ok(())
-}
-
-/// Keeps a message that can never be applied, with the reason, for an operator.
-async fn park(db: &Db, subject: &str, payload: &[u8], reason: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO dead_letters (source, subject, payload, reason, received_at) \
-         VALUES ('nats', $1, $2, $3, $4)",
-    )
-    .bind(subject)
-    .bind(String::from_utf8_lossy(payload).into_owned())
-    .bind(reason)
-    .bind(to_micros(db.now()))
-    .execute(db.pool())
-    .await?;
     Ok(())
 }
