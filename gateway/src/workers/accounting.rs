@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use accounting_domain::{AccountingError, Ledger};
 use ates_events::outbox::{Position, StoredEvent, last_position};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
+
+use super::poller::{Backoff, Poller, Round};
 
 /// How often the consumer looks at the outbox when nobody wakes it.
 const POLL: Duration = Duration::from_millis(500);
@@ -23,7 +25,7 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Accounting {
     ledger: Ledger,
-    wake: Notify,
+    poller: Poller,
     /// The consumer's offset as last seen: every event up to it is in the ledger.
     applied: watch::Sender<Position>,
 }
@@ -33,54 +35,44 @@ impl Accounting {
     pub fn spawn(ledger: Ledger) -> Arc<Self> {
         let accounting = Arc::new(Self {
             ledger,
-            wake: Notify::new(),
+            poller: Poller::new("accounting", POLL).with_backoff(Backoff {
+                first: Duration::from_secs(1),
+                max: Duration::from_secs(16),
+            }),
             applied: watch::Sender::new(Position::default()),
         });
-        tokio::spawn(Arc::clone(&accounting).run());
+        let running = Arc::clone(&accounting);
+        tokio::spawn(async move { running.poller.run(|| running.step()).await });
         accounting
     }
 
     /// Asks for a step soon, without waiting for it.
     pub fn wake(&self) {
-        self.wake.notify_one();
+        self.poller.wake();
     }
 
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
     }
 
-    async fn run(self: Arc<Self>) {
-        let mut failures = 0u32;
-        loop {
-            match self.ledger.step().await {
-                Ok(progress) => {
-                    failures = 0;
-                    if progress.applied > 0 {
-                        tracing::debug!(applied = progress.applied, "accounting applied a batch");
-                    }
-                    self.applied.send_if_modified(|applied| {
-                        let moved = progress.offset > *applied;
-                        if moved {
-                            *applied = progress.offset;
-                        }
-                        moved
-                    });
-                    if progress.more {
-                        continue;
-                    }
-                }
-                Err(error) => {
-                    failures = failures.saturating_add(1);
-                    tracing::error!(%error, source = ?std::error::Error::source(&error), "accounting step failed; retrying");
-                    tokio::time::sleep(POLL * 2u32.saturating_pow(failures.min(5))).await;
-                    continue;
-                }
-            }
-            tokio::select! {
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(POLL) => {}
-            }
+    /// Applies the next batch of the outbox, and tells the mutations waiting for it.
+    async fn step(&self) -> Result<Round, AccountingError> {
+        let progress = self.ledger.step().await?;
+        if progress.applied > 0 {
+            tracing::debug!(applied = progress.applied, "accounting applied a batch");
         }
+        self.applied.send_if_modified(|applied| {
+            let moved = progress.offset > *applied;
+            if moved {
+                *applied = progress.offset;
+            }
+            moved
+        });
+        Ok(if progress.more {
+            Round::More
+        } else {
+            Round::Idle
+        })
     }
 
     /// Waits until the consumer has passed `position`, at most until `deadline`; whether it

@@ -10,6 +10,7 @@ use accounting_domain::{AccountingError, Payday};
 use chrono::Days;
 
 use super::delivery::Delivery;
+use super::poller::{Poller, Round};
 
 /// How long after midnight the scheduler waits, so that the last events of the day are in.
 const GRACE: chrono::Duration = chrono::Duration::seconds(2);
@@ -43,16 +44,15 @@ pub async fn close_ended_days(payday: &Payday) -> Result<usize, AccountingError>
 /// Runs the day-close scheduler until the runtime stops: at start (closing what was missed
 /// while no gateway ran) and every `every`.
 pub fn spawn(payday: Payday, delivery: Arc<Delivery>, every: Duration) {
+    let poller = Poller::new("closing the business day", every);
     tokio::spawn(async move {
-        loop {
-            match close_ended_days(&payday).await {
-                Ok(0) => {}
-                Ok(_) => delivery.wake(),
-                Err(error) => {
-                    tracing::error!(%error, source = ?std::error::Error::source(&error), "closing the business day failed; retrying");
+        poller
+            .run(|| async {
+                if close_ended_days(&payday).await? > 0 {
+                    delivery.wake();
                 }
-            }
-            tokio::time::sleep(every).await;
-        }
+                Ok::<_, AccountingError>(Round::Idle)
+            })
+            .await
     });
 }

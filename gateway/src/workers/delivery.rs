@@ -5,16 +5,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::mailer::Mailer;
+use super::payments::Payments;
+use super::poller::{Poller, Round};
+use crate::config::Config;
 use accounting_domain::{AccountingError, Mail, Payout, Queues, Retry};
 use anyhow::Context as _;
 use futures::StreamExt as _;
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
 use task_domain::{PopugId, Popugs};
-use tokio::sync::Notify;
-
-use super::mailer::Mailer;
-use super::payments::Payments;
-use crate::config::Config;
 
 /// Rows claimed per round of delivery.
 const CLAIM: i64 = 100;
@@ -30,7 +29,7 @@ pub struct Delivery {
     payments: Payments,
     mailer: Mailer,
     retry: Retry,
-    wake: Notify,
+    poller: Poller,
 }
 
 impl Delivery {
@@ -89,40 +88,23 @@ impl Delivery {
                 backoff: Duration::from_millis(config.delivery_backoff_ms),
                 lease: Duration::from_secs(config.payment_timeout_secs * 3 + 30),
             },
-            wake: Notify::new(),
+            poller: Poller::new("delivering payouts and mail", DELIVERY_POLL),
         })
     }
 
     pub fn spawn(self) -> Arc<Self> {
         let delivery = Arc::new(self);
-        tokio::spawn(Arc::clone(&delivery).run());
+        let running = Arc::clone(&delivery);
+        tokio::spawn(async move { running.poller.run(|| running.round()).await });
         delivery
     }
 
     pub fn wake(&self) {
-        self.wake.notify_one();
+        self.poller.wake();
     }
 
-    async fn run(self: Arc<Self>) {
-        loop {
-            let busy = match self.round().await {
-                Ok(delivered) => delivered > 0,
-                Err(error) => {
-                    tracing::error!(%error, source = ?std::error::Error::source(&error), "delivery round failed");
-                    false
-                }
-            };
-            if !busy {
-                tokio::select! {
-                    () = self.wake.notified() => {}
-                    () = tokio::time::sleep(DELIVERY_POLL) => {}
-                }
-            }
-        }
-    }
-
-    /// One batch of payouts and one of mail; how many it worked on.
-    async fn round(&self) -> Result<usize, AccountingError> {
+    /// One batch of payouts and one of mail.
+    async fn round(&self) -> Result<Round, AccountingError> {
         let payouts = self.queues.claim_payouts(CLAIM, &self.retry).await?;
         let worked = payouts.len();
         futures::stream::iter(payouts)
@@ -155,7 +137,7 @@ impl Delivery {
                 }
             })
             .await;
-        Ok(worked)
+        Ok(if worked > 0 { Round::More } else { Round::Idle })
     }
 
     async fn deliver_payout(&self, payout: &Payout) -> Result<(), AccountingError> {

@@ -20,8 +20,10 @@ use ates_db::{Backend, Channel, Db, Listener, SqlError};
 use ates_events::Contract as _;
 use ates_events::outbox::{self, Position, StoredEvent};
 use ates_events::task::{TaskAssigned, TaskCompleted};
+use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{Notify, mpsc};
+
+use super::poller::{Poller, Round};
 
 /// How often the feed looks at the outbox when nobody wakes it.
 const POLL: Duration = Duration::from_secs(1);
@@ -35,9 +37,9 @@ pub struct Feed {
     routes: Mutex<Routes>,
     /// Events a subscriber may fall behind before it is dropped.
     capacity: usize,
-    wake: Notify,
+    poller: Poller,
     /// Poked after this replica committed events: tells the other replicas (PostgreSQL).
-    announce: Arc<Notify>,
+    announce: Arc<Poller>,
 }
 
 impl Feed {
@@ -55,12 +57,24 @@ impl Feed {
                 watchers: HashMap::new(),
             }),
             capacity: capacity.max(1),
-            wake: Notify::new(),
-            announce: Arc::new(Notify::new()),
+            poller: Poller::new("reading the outbox for subscribers", POLL),
+            announce: Arc::new(Poller::on_wake("telling the other replicas of a commit")),
         });
-        tokio::spawn(Arc::clone(&feed).run());
+        let running = Arc::clone(&feed);
+        tokio::spawn(async move { running.poller.run(|| running.fan_out()).await });
         if feed.db.backend() == Backend::Postgres {
-            tokio::spawn(announce(feed.db.clone(), Arc::clone(&feed.announce)));
+            let (db, announce) = (feed.db.clone(), Arc::clone(&feed.announce));
+            tokio::spawn(async move {
+                // One `NOTIFY` at a time, however many commits poked it meanwhile. A
+                // transaction of its own that writes nothing else commits without a flush, so
+                // the writers never wait for it. Should it fail, the others still poll.
+                announce
+                    .run(|| async {
+                        db.notify(db.pool(), Channel::Appended, "").await?;
+                        Ok::<_, SqlError>(Round::Idle)
+                    })
+                    .await
+            });
         }
         Ok(feed)
     }
@@ -84,13 +98,13 @@ impl Feed {
 
     /// Another replica committed events: look at the outbox now.
     pub fn wake(&self) {
-        self.wake.notify_one();
+        self.poller.wake();
     }
 
     /// This replica committed events: look at the outbox now, and tell the other replicas.
     pub fn committed(&self) {
-        self.wake.notify_one();
-        self.announce.notify_one();
+        self.poller.wake();
+        self.announce.wake();
     }
 
     /// The position of the event `seq`, for a subscriber resuming after it.
@@ -106,22 +120,8 @@ impl Feed {
         outbox::read_after(&mut conn, after, BATCH).await
     }
 
-    async fn run(self: Arc<Self>) {
-        loop {
-            match self.fan_out().await {
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err(error) => tracing::warn!(%error, "reading the outbox for subscribers failed"),
-            }
-            tokio::select! {
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(POLL) => {}
-            }
-        }
-    }
-
-    /// Sends the next batch; true when there may be more.
-    async fn fan_out(&self) -> Result<bool, SqlError> {
+    /// Sends the next batch to the subscribers it is about.
+    async fn fan_out(&self) -> Result<Round, SqlError> {
         let after = self.routes.lock().expect("feed routes").position;
         let mut conn = self.db.pool().acquire().await?;
         let batch = outbox::read_after(&mut conn, after, BATCH).await?;
@@ -140,7 +140,7 @@ impl Feed {
             }
             routes.position = position;
         }
-        Ok(full)
+        Ok(if full { Round::More } else { Round::Idle })
     }
 }
 
@@ -211,52 +211,34 @@ impl Subscriber {
     }
 }
 
-/// Tells the other replicas, after the fact, that this one committed events: one `NOTIFY` at a
-/// time, however many commits poked it meanwhile. A transaction of its own that writes nothing
-/// else commits without a flush, so the writers never wait for it.
-async fn announce(db: Db, poked: Arc<Notify>) {
-    loop {
-        poked.notified().await;
-        if let Err(error) = db.notify(db.pool(), Channel::Appended, "").await {
-            tracing::warn!(%error, "cannot tell the other replicas of a commit; they poll");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
-}
-
 /// What another replica's commits tell this one, through PostgreSQL `NOTIFY`.
 pub struct CommitListeners {
     /// Events were appended: wake the feed and the accounting consumer.
-    pub appended: Box<dyn Fn() + Send>,
+    pub appended: Box<dyn Fn() + Send + Sync>,
     /// A popug changed: forget what is kept of it in memory.
-    pub popug_changed: Box<dyn Fn(&str) + Send>,
+    pub popug_changed: Box<dyn Fn(&str) + Send + Sync>,
     /// A popug's sessions must end.
-    pub popug_revoked: Box<dyn Fn(&str) + Send>,
+    pub popug_revoked: Box<dyn Fn(&str) + Send + Sync>,
     /// The listener (re)connected: whatever was notified meanwhile is lost.
-    pub connected: Box<dyn Fn() + Send>,
+    pub connected: Box<dyn Fn() + Send + Sync>,
 }
 
 /// Listens for other replicas' commits and passes them on. Reconnects by itself; the pollers
 /// (and forgetting every popug kept in memory) cover the gap.
 pub async fn listen_for_commits(url: String, listeners: CommitListeners) {
+    let poller = Poller::new("listening for other replicas' commits", POLL);
+    poller.run(|| listen(&url, &listeners)).await
+}
+
+/// Passes notifications on until the connection is lost.
+async fn listen(url: &str, listeners: &CommitListeners) -> Result<Round, SqlError> {
+    let mut listener = Listener::connect(url).await?;
+    (listeners.connected)();
     loop {
-        match Listener::connect(&url).await {
-            Ok(mut listener) => {
-                (listeners.connected)();
-                loop {
-                    match listener.recv().await {
-                        Ok((Channel::Appended, _)) => (listeners.appended)(),
-                        Ok((Channel::PopugChanged, id)) => (listeners.popug_changed)(&id),
-                        Ok((Channel::PopugRevoked, id)) => (listeners.popug_revoked)(&id),
-                        Err(error) => {
-                            tracing::warn!(%error, "lost the LISTEN connection");
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(error) => tracing::warn!(%error, "cannot LISTEN for other replicas' commits"),
+        match listener.recv().await? {
+            (Channel::Appended, _) => (listeners.appended)(),
+            (Channel::PopugChanged, id) => (listeners.popug_changed)(&id),
+            (Channel::PopugRevoked, id) => (listeners.popug_revoked)(&id),
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

@@ -15,3 +15,4 @@ pub mod feed;
 mod mailer;
 pub mod nats;
 mod payments;
+pub mod poller;

@@ -11,6 +11,7 @@
 //! and terminated, so it does not block the messages behind it; a storage failure asks for
 //! redelivery.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -22,6 +23,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use serde_json::json;
 
+use super::poller::{Backoff, Poller, Round};
 use crate::auth_events::{AuthEvents, HandleError};
 use crate::config::Config;
 
@@ -34,8 +36,14 @@ const BATCH: i64 = 500;
 /// How long the relay sleeps when the outbox has nothing new.
 const IDLE: Duration = Duration::from_millis(100);
 
-/// Longest pause between attempts while the broker or database is unreachable.
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How often a replica that does not relay looks whether the one that does has stopped.
+const STANDBY: Duration = Duration::from_secs(1);
+
+/// Pauses between attempts while the broker or database is unreachable.
+const BACKOFF: Backoff = Backoff {
+    first: Duration::from_millis(100),
+    max: Duration::from_secs(1),
+};
 
 /// Where our events go and the auth service's come from.
 #[derive(Debug, Clone)]
@@ -78,7 +86,15 @@ impl Broker {
     pub async fn start(self, db: Db, auth_events: AuthEvents) -> anyhow::Result<()> {
         let js = connect(&self.url).await?;
         tokio::spawn(relay(self.clone(), js.clone(), db.clone()));
-        tokio::spawn(consume(self, js, db, auth_events));
+        tokio::spawn(async move {
+            let poller = Poller::new("consuming auth events", IDLE).with_backoff(BACKOFF);
+            poller
+                .run(|| async {
+                    consume_until_error(&self, &js, &db, &auth_events).await?;
+                    anyhow::Ok(Round::Idle)
+                })
+                .await
+        });
         Ok(())
     }
 }
@@ -96,24 +112,6 @@ pub async fn connect(url: &str) -> anyhow::Result<jetstream::Context> {
         .await
         .with_context(|| format!("ATES_NATS_URL {url:?} is not a NATS address"))?;
     Ok(jetstream::new(client))
-}
-
-/// Doubling pauses between failed attempts, reset by a success.
-struct Backoff(Duration);
-
-impl Backoff {
-    fn new() -> Self {
-        Self(Duration::from_millis(100))
-    }
-
-    async fn wait(&mut self) {
-        tokio::time::sleep(self.0).await;
-        self.0 = (self.0 * 2).min(MAX_BACKOFF);
-    }
-
-    fn reset(&mut self) {
-        *self = Self::new();
-    }
 }
 
 /// One relay at a time across replicas ([`Lock::Relay`], PostgreSQL): a session lock on a
@@ -137,44 +135,47 @@ async fn hold_relay_lock(db: &Db, held: &mut Option<HeldLock>) -> Result<bool, S
 
 /// Publishes the outbox, forever (on one replica at a time).
 pub async fn relay(broker: Broker, js: jetstream::Context, db: Db) {
-    let mut backoff = Backoff::new();
-    let mut stream_ready = false;
-    let mut lock = None;
-    loop {
-        match hold_relay_lock(&db, &mut lock).await {
-            Ok(true) => {}
-            Ok(false) => {
-                // Another replica relays; take over within a second of it stopping.
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot take the relay lock; retrying");
-                backoff.wait().await;
-                continue;
-            }
+    let relay = Relay {
+        broker,
+        js,
+        db,
+        lock: tokio::sync::Mutex::new(None),
+        stream_ready: AtomicBool::new(false),
+    };
+    let poller = Poller::new("relaying the outbox to NATS", IDLE).with_backoff(BACKOFF);
+    poller.run(|| relay.round()).await
+}
+
+struct Relay {
+    broker: Broker,
+    js: jetstream::Context,
+    db: Db,
+    lock: tokio::sync::Mutex<Option<HeldLock>>,
+    stream_ready: AtomicBool,
+}
+
+impl Relay {
+    async fn round(&self) -> anyhow::Result<Round> {
+        let holds = hold_relay_lock(&self.db, &mut *self.lock.lock().await)
+            .await
+            .context("taking the relay lock")?;
+        if !holds {
+            // Another replica relays; take over soon after it stops.
+            return Ok(Round::Later(STANDBY));
         }
-        if !stream_ready {
-            match broker.ensure_stream(&js).await {
-                Ok(()) => stream_ready = true,
-                Err(error) => {
-                    tracing::warn!(error = %format!("{error:#}"), "JetStream stream unavailable; retrying");
-                    backoff.wait().await;
-                    continue;
-                }
-            }
+        if !self.stream_ready.load(Ordering::Relaxed) {
+            self.broker
+                .ensure_stream(&self.js)
+                .await
+                .context("JetStream stream unavailable")?;
+            self.stream_ready.store(true, Ordering::Relaxed);
         }
-        match relay_batch(&broker, &js, &db).await {
-            Ok(0) => {
-                backoff.reset();
-                tokio::time::sleep(IDLE).await;
-            }
-            Ok(_) => backoff.reset(),
-            Err(error) => {
-                tracing::warn!(error = %format!("{error:#}"), "publishing the outbox failed; retrying");
-                backoff.wait().await;
-            }
-        }
+        let published = relay_batch(&self.broker, &self.js, &self.db).await?;
+        Ok(if published > 0 {
+            Round::More
+        } else {
+            Round::Idle
+        })
     }
 }
 
@@ -247,17 +248,7 @@ async fn ensure_stream(js: &jetstream::Context, name: &str, subject: &str) -> an
     Ok(())
 }
 
-/// Consumes Popug Data Updated, forever.
-async fn consume(broker: Broker, js: jetstream::Context, db: Db, auth_events: AuthEvents) {
-    let mut backoff = Backoff::new();
-    loop {
-        if let Err(error) = consume_until_error(&broker, &js, &db, &auth_events).await {
-            tracing::warn!(error = %format!("{error:#}"), "consuming auth events failed; retrying");
-        }
-        backoff.wait().await;
-    }
-}
-
+/// Consumes Popug Data Updated until the stream ends or fails.
 async fn consume_until_error(
     broker: &Broker,
     js: &jetstream::Context,
