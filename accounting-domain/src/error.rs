@@ -13,6 +13,9 @@ pub enum AccountingError {
     /// has not been handled. Retried, never skipped.
     #[error("task {0} has no prices yet")]
     Unpriced(String),
+    /// A range of days the figures do not cover (backwards, or too long).
+    #[error("{0}")]
+    BadRange(String),
     /// Only a day that has ended can be closed.
     #[error("{0} has not ended yet")]
     DayNotOver(chrono::NaiveDate),

@@ -2,31 +2,37 @@
 
 use std::collections::HashMap;
 
-use ates_db::{Db, from_micros, to_micros};
+use ates_db::{Db, Value, bind_all_as, from_micros, row_placeholders, to_micros};
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::{AccountingError, Calendar, Payday};
+use crate::{AccountingError, Calendar, DayRange, Payday, Period};
+
+/// The task money of a stretch of time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Moved {
+    /// Assignment fees taken from popugs (a positive number).
+    pub fees_debited: i64,
+    /// Rewards paid to popugs for completed tasks.
+    pub rewards_credited: i64,
+}
+
+impl Moved {
+    /// Fees debited less rewards credited: what all popugs lost to the company.
+    pub fn management_earnings(&self) -> i64 {
+        self.fees_debited - self.rewards_credited
+    }
+}
 
 /// One business day in numbers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DayFigures {
     pub day: NaiveDate,
-    /// Assignment fees taken from popugs (a positive number).
-    pub fees_debited: i64,
-    /// Rewards paid to popugs for completed tasks.
-    pub rewards_credited: i64,
+    pub moved: Moved,
     pub payout_count: i64,
     pub paid_total: i64,
     /// Popugs below zero at the day's end (now, for today).
     pub negative_count: i64,
     pub closed: bool,
-}
-
-impl DayFigures {
-    /// Fees debited less rewards credited: what all popugs lost to the company that day.
-    pub fn management_earnings(&self) -> i64 {
-        self.fees_debited - self.rewards_credited
-    }
 }
 
 /// A completed task and the reward it paid.
@@ -53,12 +59,9 @@ impl Figures {
         self.payday.calendar()
     }
 
-    /// The figures of each day in `[from, to]`, oldest first.
-    pub async fn days(
-        &self,
-        from: NaiveDate,
-        to: NaiveDate,
-    ) -> Result<Vec<DayFigures>, AccountingError> {
+    /// The figures of each day of `range`, oldest first.
+    pub async fn days(&self, range: DayRange) -> Result<Vec<DayFigures>, AccountingError> {
+        let (from, to) = (range.from(), range.to());
         let closes: HashMap<NaiveDate, _> = self
             .payday
             .day_closes(from, to)
@@ -78,8 +81,8 @@ impl Figures {
         .map(|(day, count, total)| (day, (count, total)))
         .collect();
         let mut figures = Vec::new();
-        for day in from.iter_days().take_while(|day| *day <= to) {
-            let (fees_debited, rewards_credited) = self.money_moved(day).await?;
+        for day in range.days() {
+            let moved = self.money_moved(day).await?;
             let (payout_count, paid_total) =
                 payouts.get(&day.to_string()).copied().unwrap_or_default();
             let (negative_count, closed) = match closes.get(&day) {
@@ -88,8 +91,7 @@ impl Figures {
             };
             figures.push(DayFigures {
                 day,
-                fees_debited,
-                rewards_credited,
+                moved,
                 payout_count,
                 paid_total,
                 negative_count,
@@ -99,8 +101,8 @@ impl Figures {
         Ok(figures)
     }
 
-    /// Fees debited and rewards credited during a day, both as positive numbers.
-    pub async fn money_moved(&self, day: NaiveDate) -> Result<(i64, i64), AccountingError> {
+    /// Fees debited and rewards credited during a day.
+    pub async fn money_moved(&self, day: NaiveDate) -> Result<Moved, AccountingError> {
         let (start, end) = self.calendar().bounds(day);
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT kind, CAST(SUM(amount) AS BIGINT) FROM audit_log \
@@ -116,7 +118,10 @@ impl Figures {
                 .find(|(k, _)| k == kind)
                 .map_or(0, |(_, sum)| *sum)
         };
-        Ok((-sum("TASK_ASSIGNED"), sum("TASK_COMPLETED")))
+        Ok(Moved {
+            fees_debited: -sum("TASK_ASSIGNED"),
+            rewards_credited: sum("TASK_COMPLETED"),
+        })
     }
 
     /// Popugs below zero at the end of a day: the close's record for a closed day, else the
@@ -137,29 +142,79 @@ impl Figures {
             .await?)
     }
 
-    /// The task with the highest reward among those completed in `[from, to]`; of equals, the
-    /// one completed first.
+    /// The task with the highest reward among those completed in `range`; of equals, the one
+    /// completed first.
     pub async fn most_expensive(
         &self,
-        from: NaiveDate,
-        to: NaiveDate,
+        range: DayRange,
     ) -> Result<Option<Completion>, AccountingError> {
-        let (start, _) = self.calendar().bounds(from);
-        let (_, end) = self.calendar().bounds(to);
-        let row: Option<(Option<String>, String, i64, i64)> = sqlx::query_as(
-            "SELECT task_id, popug_id, amount, logged_at FROM audit_log \
-             WHERE kind = 'TASK_COMPLETED' AND logged_at >= $1 AND logged_at < $2 \
-             ORDER BY amount DESC, logged_at, seq LIMIT 1",
-        )
-        .bind(to_micros(start))
-        .bind(to_micros(end))
-        .fetch_optional(self.db.pool())
-        .await?;
-        Ok(row.map(|(task_id, popug_id, reward, at)| Completion {
-            task_id: task_id.unwrap_or_default(),
-            popug_id,
-            reward,
-            completed_at: from_micros(at),
-        }))
+        let mut tops = self.top_per_period(&[range]).await?;
+        Ok(tops.pop().and_then(|top| top.task))
     }
+
+    /// The most expensive task of each period of `range`, newest period first: one query,
+    /// whatever the number of periods.
+    pub async fn most_expensive_per(
+        &self,
+        period: Period,
+        range: DayRange,
+    ) -> Result<Vec<PeriodTop>, AccountingError> {
+        let mut tops = self.top_per_period(&period.cut(range)).await?;
+        tops.reverse();
+        Ok(tops)
+    }
+
+    /// The top completion of each of `periods`, in their order. Each completion is ranked
+    /// within its period by reward, then time, then log order; the first of each is kept.
+    async fn top_per_period(
+        &self,
+        periods: &[DayRange],
+    ) -> Result<Vec<PeriodTop>, AccountingError> {
+        let mut values = Vec::with_capacity(periods.len() * 3);
+        for (n, period) in periods.iter().enumerate() {
+            let (start, _) = self.calendar().bounds(period.from());
+            let (_, end) = self.calendar().bounds(period.to());
+            values.extend([
+                Value::Int(n as i64),
+                Value::Int(to_micros(start)),
+                Value::Int(to_micros(end)),
+            ]);
+        }
+        let sql = format!(
+            "WITH periods (n, starts, ends) AS (VALUES {}) \
+             SELECT n, task_id, popug_id, amount, logged_at FROM ( \
+                 SELECT p.n, a.task_id, a.popug_id, a.amount, a.logged_at, ROW_NUMBER() OVER \
+                     (PARTITION BY p.n ORDER BY a.amount DESC, a.logged_at, a.seq) AS place \
+                 FROM periods p JOIN audit_log a ON a.kind = 'TASK_COMPLETED' \
+                     AND a.logged_at >= p.starts AND a.logged_at < p.ends \
+             ) ranked WHERE place = 1",
+            row_placeholders(self.db.backend(), periods.len(), 3)
+        );
+        let rows: Vec<(i64, Option<String>, String, i64, i64)> =
+            bind_all_as(sqlx::query_as(sqlx::AssertSqlSafe(sql)), values)
+                .fetch_all(self.db.pool())
+                .await?;
+        let mut tops: Vec<PeriodTop> = periods
+            .iter()
+            .map(|&period| PeriodTop { period, task: None })
+            .collect();
+        for (n, task_id, popug_id, reward, at) in rows {
+            if let Some(top) = usize::try_from(n).ok().and_then(|n| tops.get_mut(n)) {
+                top.task = Some(Completion {
+                    task_id: task_id.unwrap_or_default(),
+                    popug_id,
+                    reward,
+                    completed_at: from_micros(at),
+                });
+            }
+        }
+        Ok(tops)
+    }
+}
+
+/// The most expensive task of one period; `None` when no task was completed in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeriodTop {
+    pub period: DayRange,
+    pub task: Option<Completion>,
 }

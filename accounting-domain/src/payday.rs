@@ -22,6 +22,9 @@ use uuid::Uuid;
 
 use crate::{AccountingError, Calendar, EntryKind};
 
+/// How long after midnight the scheduled close waits, so that the day's last events are in.
+pub const CLOSE_GRACE: chrono::Duration = chrono::Duration::seconds(2);
+
 /// Popugs paid per transaction, unless configured otherwise.
 pub const DEFAULT_BATCH: i64 = 1000;
 
@@ -121,6 +124,33 @@ impl Payday {
     /// The business day it is now.
     pub fn today(&self) -> NaiveDate {
         self.calendar.day_of(self.db.now())
+    }
+
+    /// The latest business day that has ended: yesterday.
+    pub fn last_ended_day(&self) -> Option<NaiveDate> {
+        self.today().pred_opt()
+    }
+
+    /// The instants `[start, end)` of a business day; today's when `None`.
+    pub fn bounds(&self, day: Option<NaiveDate>) -> (DateTime<Utc>, DateTime<Utc>) {
+        self.calendar.bounds(day.unwrap_or_else(|| self.today()))
+    }
+
+    /// Make Payment on schedule: closes every day that has ended and is still open, oldest
+    /// first, once [`CLOSE_GRACE`] has passed since midnight (so the day's last events are in).
+    /// Returns the closes it made; none when there was nothing to close.
+    pub async fn close_ended_days(&self) -> Result<Vec<DayClose>, AccountingError> {
+        let Some(yesterday) = self.last_ended_day() else {
+            return Ok(Vec::new());
+        };
+        let (midnight, _) = self.calendar.bounds(self.today());
+        if self.now() < midnight + CLOSE_GRACE {
+            return Ok(Vec::new());
+        }
+        if self.open_days(yesterday).await?.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.close_through(yesterday).await
     }
 
     /// Closes every open day up to and including `last`, oldest first, and returns the closes

@@ -207,7 +207,7 @@ pub struct Queues {
 pub struct QueueFilter {
     pub popug_id: Option<String>,
     pub day: Option<NaiveDate>,
-    pub status: Option<&'static str>,
+    pub status: Option<PayoutStatus>,
 }
 
 impl Queues {
@@ -468,7 +468,7 @@ impl Queues {
             push(template, day.to_string().into());
         }
         if let Some(status) = filter.status {
-            push("status = {}", status.into());
+            push("status = {}", status.as_str().into());
         }
         if let Some(after) = after {
             push("id < {}", after.to_owned().into());

@@ -162,8 +162,7 @@ async fn close_day(config: Config, day: Option<chrono::NaiveDate>) -> anyhow::Re
     let last = match day {
         Some(day) => day,
         None => payday
-            .today()
-            .pred_opt()
+            .last_ended_day()
             .context("there is no day before today")?,
     };
     let closes = payday

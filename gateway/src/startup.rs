@@ -89,7 +89,7 @@ impl App {
             Duration::from_secs(config.close_check_secs.max(1)),
         );
         let services = Services {
-            tracker: Tracker::new(db.clone()).with_replica(popugs.clone()),
+            tracker: Tracker::new(db.clone(), popugs.clone()),
             popugs,
             accounting,
             feed,

@@ -42,7 +42,7 @@ async fn bench(backend: &str, url: &str, tasks: usize, runs: usize) -> anyhow::R
     let db = Db::connect(url, 4).await?;
     db.migrate().await?;
     seed(&db, tasks).await?;
-    let tracker = Tracker::new(db.clone());
+    let tracker = Tracker::new(db.clone(), task_domain::Popugs::new(db.clone()));
     let manager = Actor {
         id: PopugId("manager".into()),
         role: Role::Manager,

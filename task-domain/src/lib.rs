@@ -12,7 +12,7 @@ mod tracker;
 
 pub use error::TaskError;
 pub use page::{Page, PageRequest};
-pub use popug::{Actor, EventOutcome, Popug, PopugClaims, PopugId, Popugs, Role};
+pub use popug::{Actor, EventOutcome, Permission, Popug, PopugClaims, PopugId, Popugs, Role};
 pub use recent::TTL as POPUG_MEMORY;
 pub use task::{NewTask, Task, TaskFilter, TaskId, TaskStatus};
 pub use tracker::{ShuffleOutcome, Tracker};

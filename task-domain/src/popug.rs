@@ -50,14 +50,59 @@ impl Role {
         }
     }
 
+    pub const ALL: [Role; 4] = [Self::Admin, Self::Manager, Self::Accountant, Self::Worker];
+
     /// Tasks go to everyone but the people who hand them out.
     pub fn is_assignable(self) -> bool {
         !matches!(self, Self::Admin | Self::Manager)
     }
 
-    pub fn may_shuffle(self) -> bool {
-        matches!(self, Self::Admin | Self::Manager)
+    pub fn may(self, permission: Permission) -> bool {
+        permission.holders().contains(&self)
     }
+}
+
+/// What some roles may do and others may not: the one table of who may do what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Shuffle the open tasks, and watch everyone's assignments live.
+    ManageTasks,
+    /// See everyone's money (accounts, the audit log, payouts, the daily figures), and close
+    /// business days.
+    KeepBooks,
+    /// List the company's popugs.
+    ListPopugs,
+    /// The analytics, the mailbox, and sending a failed payout again.
+    Administer,
+}
+
+impl Permission {
+    /// The roles that hold it.
+    pub fn holders(self) -> &'static [Role] {
+        match self {
+            Self::ManageTasks => &[Role::Admin, Role::Manager],
+            Self::KeepBooks => &[Role::Admin, Role::Accountant],
+            Self::ListPopugs => &[Role::Admin, Role::Manager, Role::Accountant],
+            Self::Administer => &[Role::Admin],
+        }
+    }
+}
+
+/// The SQL condition on `popugs` that [`Role::is_assignable`] is: active, and of a role that
+/// is given tasks.
+fn assignable_condition() -> &'static str {
+    static CONDITION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let excluded: Vec<String> = Role::ALL
+            .iter()
+            .filter(|role| !role.is_assignable())
+            .map(|role| format!("'{}'", role.as_str()))
+            .collect();
+        format!(
+            "deactivated_at IS NULL AND role NOT IN ({})",
+            excluded.join(", ")
+        )
+    });
+    &CONDITION
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +115,12 @@ pub struct Popug {
 }
 
 impl Popug {
+    /// Whether this popug may see `owner`'s money: their own, or anyone's with
+    /// [`Permission::KeepBooks`].
+    pub fn may_see_money_of(&self, owner: &PopugId) -> bool {
+        self.id == *owner || self.role.may(Permission::KeepBooks)
+    }
+
     pub fn actor(&self) -> Actor {
         Actor {
             id: self.id.clone(),
@@ -428,10 +479,20 @@ fn is_refresh(row: &PopugRow, claims: &PopugClaims, issued: i64) -> bool {
 
 /// Every popug a task may be given to, read from the database.
 pub(crate) async fn assignable(conn: &mut sqlx::AnyConnection) -> Result<Vec<PopugId>, TaskError> {
-    let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM popugs WHERE deactivated_at IS NULL AND role NOT IN ('admin', 'manager') ORDER BY id",
-    )
-    .fetch_all(conn)
-    .await?;
+    let sql = format!(
+        "SELECT id FROM popugs WHERE {} ORDER BY id",
+        assignable_condition()
+    );
+    let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_all(conn)
+        .await?;
     Ok(ids.into_iter().map(PopugId).collect())
+}
+
+/// `EXISTS` while `popug` (the parameter `$n`) may be given a task.
+pub(crate) fn still_assignable(n: usize) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM popugs WHERE id = ${n} AND {})",
+        assignable_condition()
+    )
 }

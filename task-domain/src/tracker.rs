@@ -1,5 +1,7 @@
 //! The task tracker's processes: New Task, Complete Task, Shuffle Tasks.
 
+use std::sync::LazyLock;
+
 use ates_db::{Backend, Conditions, Db, Value, to_micros};
 use ates_events::NewEvent;
 use ates_events::outbox::{self, Committed, StoredEvent};
@@ -8,11 +10,11 @@ use rand::seq::IndexedRandom;
 use sqlx::AnyConnection;
 use uuid::Uuid;
 
-use crate::popug::assignable;
+use crate::popug::{assignable, still_assignable};
 use crate::task::{COLUMNS, TaskRow};
 use crate::{
-    Actor, NewTask, Page, PageRequest, PopugId, Popugs, Task, TaskError, TaskFilter, TaskId,
-    TaskStatus,
+    Actor, NewTask, Page, PageRequest, Permission, PopugId, Popugs, Task, TaskError, TaskFilter,
+    TaskId, TaskStatus,
 };
 
 /// Rows per bulk UPDATE of a shuffle on SQLite (two parameters each).
@@ -29,31 +31,14 @@ pub struct ShuffleOutcome {
 #[derive(Clone)]
 pub struct Tracker {
     db: Db,
-    /// Where assignment draws from: kept in memory when given, else read for every task.
-    replica: Option<Popugs>,
+    /// Where assignment draws from, as kept in memory; each draw is still checked against the
+    /// database as the task is written.
+    popugs: Popugs,
 }
 
 impl Tracker {
-    pub fn new(db: Db) -> Self {
-        Self { db, replica: None }
-    }
-
-    /// Draws assignees from the popugs `replica` keeps in memory; each draw is still checked
-    /// against the database as the task is written.
-    pub fn with_replica(mut self, replica: Popugs) -> Self {
-        self.replica = Some(replica);
-        self
-    }
-
-    /// The popugs a new task may go to.
-    async fn candidates(&self, fresh: bool) -> Result<std::sync::Arc<Vec<PopugId>>, TaskError> {
-        match &self.replica {
-            Some(replica) => replica.assignable(fresh).await,
-            None => {
-                let mut conn = self.db.pool().acquire().await?;
-                Ok(std::sync::Arc::new(assignable(&mut conn).await?))
-            }
-        }
+    pub fn new(db: Db, popugs: Popugs) -> Self {
+        Self { db, popugs }
     }
 
     /// New Task: anyone creates a task; it goes at once to a popug drawn uniformly among the
@@ -66,7 +51,7 @@ impl Tracker {
         // popugs in memory were out of date) is drawn again from the database.
         let mut fresh = false;
         loop {
-            let candidates = self.candidates(fresh).await?;
+            let candidates = self.popugs.assignable(fresh).await?;
             let assignee = candidates
                 .choose(&mut rand::rng())
                 .cloned()
@@ -99,9 +84,13 @@ impl Tracker {
     /// in one round trip ([`outbox::append_after`]): a transaction would take four (begin, two
     /// inserts, commit), and on SQLite each while holding the one writer's turn.
     async fn insert(&self, task: &Task) -> Result<Option<Vec<StoredEvent>>, TaskError> {
-        let insert = "INSERT INTO tasks (id, title, jira_id, description, status, assignee_id, created_by, created_at) \
-                      SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS \
-                      (SELECT 1 FROM popugs WHERE id = $6 AND deactivated_at IS NULL AND role NOT IN ('admin', 'manager'))";
+        static INSERT: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "INSERT INTO tasks (id, title, jira_id, description, status, assignee_id, created_by, created_at) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE {}",
+                still_assignable(6)
+            )
+        });
         let values = vec![
             Value::Text(task.id.0.clone()),
             Value::Text(task.title.clone()),
@@ -129,7 +118,7 @@ impl Tracker {
             NewEvent::new(&created, task.created_at),
             NewEvent::new(&assigned, task.created_at),
         ];
-        let stored = outbox::append_after(&self.db, insert, values, &events).await?;
+        let stored = outbox::append_after(&self.db, &INSERT, values, &events).await?;
         Ok((!stored.is_empty()).then_some(stored))
     }
 
@@ -191,7 +180,7 @@ impl Tracker {
     /// never move: the open tasks are locked (or, on SQLite, the database is) until commit.
     /// Set-based: a few statements per thousand tasks, whatever their number.
     pub async fn shuffle(&self, actor: &Actor) -> Result<Committed<ShuffleOutcome>, TaskError> {
-        if !actor.role.may_shuffle() {
+        if !actor.role.may(Permission::ManageTasks) {
             return Err(TaskError::Forbidden(
                 "only admins and managers may shuffle tasks",
             ));

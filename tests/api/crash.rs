@@ -137,7 +137,7 @@ async fn crash_while_applying_a_large_backlog(database: TestDatabase) {
 
     let db = database.connect().await;
     let popugs = Popugs::new(db.clone());
-    let tracker = Tracker::new(db.clone());
+    let tracker = Tracker::new(db.clone(), task_domain::Popugs::new(db.clone()));
     let mut workers = Vec::new();
     for (i, role) in ["manager", "worker", "worker", "worker", "worker"]
         .iter()

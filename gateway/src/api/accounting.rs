@@ -3,50 +3,25 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use accounting_domain::{AccountingError, EntryKind, Ledger, LogEntry, LogFilter, LogPage, Prices};
+use accounting_domain::{AccountingError, Ledger, LogEntry, LogFilter, LogPage, Prices};
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::dataloader::Loader;
 use async_graphql::{Context, Enum, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
-use task_domain::{Popug, PopugId, Role, TaskId};
+use task_domain::{PopugId, TaskId};
 
 use super::popug::PopugObject;
 use super::scalars::Date;
 use super::task::TaskObject;
-use super::{ApiError, ApiResult, ContextExt, load_popug, page};
-
-/// Who sees everyone's money.
-const BOOKKEEPERS: [Role; 2] = [Role::Admin, Role::Accountant];
+use super::{ApiError, ApiResult, ContextExt, load_popug, money_of, money_scope, page};
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
-#[graphql(name = "AuditLogKind")]
+#[graphql(name = "AuditLogKind", remote = "accounting_domain::EntryKind")]
 pub enum KindValue {
     TaskCreated,
     TaskAssigned,
     TaskCompleted,
     Payout,
-}
-
-impl From<EntryKind> for KindValue {
-    fn from(kind: EntryKind) -> Self {
-        match kind {
-            EntryKind::TaskCreated => Self::TaskCreated,
-            EntryKind::TaskAssigned => Self::TaskAssigned,
-            EntryKind::TaskCompleted => Self::TaskCompleted,
-            EntryKind::Payout => Self::Payout,
-        }
-    }
-}
-
-impl From<KindValue> for EntryKind {
-    fn from(kind: KindValue) -> Self {
-        match kind {
-            KindValue::TaskCreated => Self::TaskCreated,
-            KindValue::TaskAssigned => Self::TaskAssigned,
-            KindValue::TaskCompleted => Self::TaskCompleted,
-            KindValue::Payout => Self::Payout,
-        }
-    }
 }
 
 /// One business event in the common log, with the money it moved.
@@ -128,10 +103,7 @@ impl AccountObject {
         first: Option<i32>,
         after: Option<String>,
     ) -> ApiResult<Connection<String, AuditLogEntry>> {
-        let payday = ctx.payday();
-        let (from, to) = payday
-            .calendar()
-            .bounds(day.map_or_else(|| payday.today(), |d| d.0));
+        let (from, to) = ctx.payday().bounds(day.map(|d| d.0));
         let filter = LogFilter {
             popug_id: Some(self.popug_id.0.clone()),
             from: Some(from),
@@ -166,7 +138,7 @@ impl AccountingQuery {
     /// accountants.
     async fn account(&self, ctx: &Context<'_>, popug_id: Option<ID>) -> ApiResult<AccountObject> {
         let actor = ctx.actor()?;
-        let popug_id = readable_popug(
+        let popug_id = money_of(
             actor,
             popug_id.map(|id| PopugId(id.0)),
             "see another popug's account",
@@ -192,16 +164,11 @@ impl AccountingQuery {
     ) -> ApiResult<Connection<String, AuditLogEntry>> {
         let actor = ctx.actor()?;
         let filter = filter.unwrap_or_default();
-        let requested = filter.popug_id.map(|id| PopugId(id.0));
-        let popug_id = if BOOKKEEPERS.contains(&actor.role) {
-            requested
-        } else {
-            Some(readable_popug(
-                actor,
-                requested,
-                "read another popug's log",
-            )?)
-        };
+        let popug_id = money_scope(
+            actor,
+            filter.popug_id.map(|id| PopugId(id.0)),
+            "read another popug's log",
+        )?;
         let domain = LogFilter {
             popug_id: popug_id.map(|p| p.0),
             task_id: filter.task_id.map(|id| id.0),
@@ -215,17 +182,6 @@ impl AccountingQuery {
             to: filter.to,
         };
         log_page(ctx.ledger(), &domain, first, after, filter.oldest_first).await
-    }
-}
-
-/// The popug whose money the actor asks about, if the actor may see it.
-fn readable_popug(actor: &Popug, requested: Option<PopugId>, action: &str) -> ApiResult<PopugId> {
-    match requested {
-        None => Ok(actor.id.clone()),
-        Some(id) if id == actor.id || BOOKKEEPERS.contains(&actor.role) => Ok(id),
-        Some(_) => Err(ApiError::forbidden(format!(
-            "only admin or accountant may {action}"
-        ))),
     }
 }
 

@@ -16,7 +16,7 @@ use accounting_domain::{Figures, Ledger, Payday, Queues};
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, MergedObject, Schema, SchemaBuilder};
 use ates_events::outbox::StoredEvent;
-use task_domain::{Popug, PopugId, Popugs, Role, Tracker};
+use task_domain::{Permission, Popug, PopugId, Popugs, Tracker};
 
 use crate::session::Session;
 use crate::workers::accounting::Accounting;
@@ -141,8 +141,8 @@ impl Loaders {
 /// Typed access to what the schema and the request carry.
 pub(crate) trait ContextExt {
     fn actor(&self) -> ApiResult<&Popug>;
-    /// The actor, if their role is one of `roles`.
-    fn actor_in(&self, roles: &[Role], action: &str) -> ApiResult<&Popug>;
+    /// The actor, if their role holds `permission`; `action` says what for, when it does not.
+    fn actor_may(&self, permission: Permission, action: &str) -> ApiResult<&Popug>;
     fn services(&self) -> &Services;
     fn loaders(&self) -> &Loaders;
 
@@ -191,16 +191,12 @@ impl ContextExt for Context<'_> {
         }
     }
 
-    fn actor_in(&self, roles: &[Role], action: &str) -> ApiResult<&Popug> {
+    fn actor_may(&self, permission: Permission, action: &str) -> ApiResult<&Popug> {
         let actor = self.actor()?;
-        if roles.contains(&actor.role) {
+        if actor.role.may(permission) {
             Ok(actor)
         } else {
-            let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-            Err(ApiError::forbidden(format!(
-                "only {} may {action}",
-                allowed.join(" or ")
-            )))
+            Err(forbidden(permission, action))
         }
     }
 
@@ -210,6 +206,39 @@ impl ContextExt for Context<'_> {
 
     fn loaders(&self) -> &Loaders {
         self.data_unchecked::<Loaders>()
+    }
+}
+
+/// "only admin or accountant may …".
+fn forbidden(permission: Permission, action: &str) -> ApiError {
+    let holders: Vec<&str> = permission.holders().iter().map(|r| r.as_str()).collect();
+    ApiError::forbidden(format!("only {} may {action}", holders.join(" or ")))
+}
+
+/// The one popug whose money `actor` asks about: their own when `requested` is `None`.
+pub(crate) fn money_of(
+    actor: &Popug,
+    requested: Option<PopugId>,
+    action: &str,
+) -> ApiResult<PopugId> {
+    match requested {
+        None => Ok(actor.id.clone()),
+        Some(id) if actor.may_see_money_of(&id) => Ok(id),
+        Some(_) => Err(forbidden(Permission::KeepBooks, action)),
+    }
+}
+
+/// Whose money a list shows `actor`: for a bookkeeper, who they ask for (everyone's when
+/// `None`); for anyone else, their own.
+pub(crate) fn money_scope(
+    actor: &Popug,
+    requested: Option<PopugId>,
+    action: &str,
+) -> ApiResult<Option<PopugId>> {
+    if actor.role.may(Permission::KeepBooks) {
+        Ok(requested)
+    } else {
+        money_of(actor, requested, action).map(Some)
     }
 }
 

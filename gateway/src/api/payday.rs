@@ -2,21 +2,17 @@
 //! and the admin's analytics.
 
 use accounting_domain::{
-    Completion, DayClose, DayFigures, Mail, MailStatus, Payout, PayoutStatus, QueueFilter,
+    Completion, DayClose, DayFigures, DayRange, Mail, Payout, PeriodTop, QueueFilter,
 };
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, ID, InputObject, Object};
-use chrono::{DateTime, Datelike, Days, Months, NaiveDate, Utc};
-use task_domain::{PopugId, Role, TaskId};
+use chrono::{DateTime, Utc};
+use task_domain::{Permission, PopugId, TaskId};
 
 use super::popug::PopugObject;
 use super::scalars::Date;
 use super::task::TaskObject;
-use super::{ApiError, ApiResult, ContextExt, load_popug, page};
-
-const BOOKKEEPERS: [Role; 2] = [Role::Admin, Role::Accountant];
-/// The longest range a figures query covers, in days.
-const MAX_RANGE_DAYS: u64 = 366;
+use super::{ApiError, ApiResult, ContextExt, load_popug, money_scope, page};
 
 /// A closed business day.
 pub struct DayCloseObject(DayClose);
@@ -71,33 +67,13 @@ impl DayCloseResult {
 }
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
-#[graphql(name = "PayoutStatus")]
+#[graphql(name = "PayoutStatus", remote = "accounting_domain::PayoutStatus")]
 pub enum PayoutStatusValue {
     /// The balance was paid out; the payment system has not confirmed it yet.
     Pending,
     Paid,
     /// The payment system failed every attempt; an admin may retry it.
     Failed,
-}
-
-impl From<PayoutStatus> for PayoutStatusValue {
-    fn from(status: PayoutStatus) -> Self {
-        match status {
-            PayoutStatus::Pending => Self::Pending,
-            PayoutStatus::Paid => Self::Paid,
-            PayoutStatus::Failed => Self::Failed,
-        }
-    }
-}
-
-impl PayoutStatusValue {
-    fn stored(self) -> &'static str {
-        match self {
-            Self::Pending => PayoutStatus::Pending.as_str(),
-            Self::Paid => PayoutStatus::Paid.as_str(),
-            Self::Failed => PayoutStatus::Failed.as_str(),
-        }
-    }
 }
 
 pub struct PayoutObject(Payout);
@@ -155,21 +131,11 @@ impl PayoutObject {
 }
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
-#[graphql(name = "MailStatus")]
+#[graphql(name = "MailStatus", remote = "accounting_domain::MailStatus")]
 pub enum MailStatusValue {
     Pending,
     Sent,
     Failed,
-}
-
-impl From<MailStatus> for MailStatusValue {
-    fn from(status: MailStatus) -> Self {
-        match status {
-            MailStatus::Pending => Self::Pending,
-            MailStatus::Sent => Self::Sent,
-            MailStatus::Failed => Self::Failed,
-        }
-    }
 }
 
 /// A message to a popug: sent over SMTP, or kept here when no SMTP server is configured.
@@ -239,17 +205,17 @@ impl DaySummary {
 
     /// Assignment fees taken from popugs.
     async fn fees_debited(&self) -> i64 {
-        self.0.fees_debited
+        self.0.moved.fees_debited
     }
 
     /// Rewards credited for completed tasks.
     async fn rewards_credited(&self) -> i64 {
-        self.0.rewards_credited
+        self.0.moved.rewards_credited
     }
 
     /// Fees debited less rewards credited.
     async fn management_earnings(&self) -> i64 {
-        self.0.management_earnings()
+        self.0.moved.management_earnings()
     }
 
     async fn payout_count(&self) -> i64 {
@@ -302,6 +268,7 @@ impl ExpensiveTask {
 }
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "accounting_domain::Period")]
 pub enum Period {
     Day,
     /// Monday to Sunday.
@@ -310,27 +277,23 @@ pub enum Period {
 }
 
 /// The most expensive task of one period.
-pub struct PeriodTop {
-    from: NaiveDate,
-    to: NaiveDate,
-    top: Option<Completion>,
-}
+pub struct PeriodTopObject(PeriodTop);
 
-#[Object]
-impl PeriodTop {
+#[Object(name = "PeriodTop")]
+impl PeriodTopObject {
     /// First day of the period (within the asked range).
     async fn from(&self) -> Date {
-        Date(self.from)
+        Date(self.0.period.from())
     }
 
     /// Last day of the period (within the asked range).
     async fn to(&self) -> Date {
-        Date(self.to)
+        Date(self.0.period.to())
     }
 
     /// Null when no task was completed in the period.
     async fn task(&self) -> Option<ExpensiveTask> {
-        self.top.clone().map(ExpensiveTask)
+        self.0.task.clone().map(ExpensiveTask)
     }
 }
 
@@ -342,8 +305,7 @@ impl Analytics {
     /// Fees debited less rewards credited on a day (today when omitted).
     async fn management_earnings(&self, ctx: &Context<'_>, day: Option<Date>) -> ApiResult<i64> {
         let day = day.map_or_else(|| ctx.payday().today(), |d| d.0);
-        let (fees, rewards) = ctx.figures().money_moved(day).await?;
-        Ok(fees - rewards)
+        Ok(ctx.figures().money_moved(day).await?.management_earnings())
     }
 
     /// Popugs below zero at the end of a day; now, for today (the default).
@@ -360,10 +322,10 @@ impl Analytics {
         from: Date,
         to: Date,
     ) -> ApiResult<Option<ExpensiveTask>> {
-        check_range(from.0, to.0)?;
+        let range = DayRange::new(from.0, to.0)?;
         Ok(ctx
             .figures()
-            .most_expensive(from.0, to.0)
+            .most_expensive(range)
             .await?
             .map(ExpensiveTask))
     }
@@ -376,61 +338,14 @@ impl Analytics {
         period: Period,
         from: Date,
         to: Date,
-    ) -> ApiResult<Vec<PeriodTop>> {
-        check_range(from.0, to.0)?;
-        let mut tops = Vec::new();
-        for (start, end) in periods(period, from.0, to.0) {
-            let top = ctx.figures().most_expensive(start, end).await?;
-            tops.push(PeriodTop {
-                from: start,
-                to: end,
-                top,
-            });
-        }
-        tops.reverse();
-        Ok(tops)
+    ) -> ApiResult<Vec<PeriodTopObject>> {
+        let range = DayRange::new(from.0, to.0)?;
+        let tops = ctx
+            .figures()
+            .most_expensive_per(period.into(), range)
+            .await?;
+        Ok(tops.into_iter().map(PeriodTopObject).collect())
     }
-}
-
-/// `[from, to]` cut into periods, oldest first.
-fn periods(period: Period, from: NaiveDate, to: NaiveDate) -> Vec<(NaiveDate, NaiveDate)> {
-    let mut periods = Vec::new();
-    let mut start = from;
-    while start <= to {
-        let natural_end = match period {
-            Period::Day => start,
-            Period::Week => start
-                .checked_add_days(Days::new(
-                    6 - u64::from(start.weekday().num_days_from_monday()),
-                ))
-                .unwrap_or(to),
-            Period::Month => start
-                .with_day(1)
-                .and_then(|first| first.checked_add_months(Months::new(1)))
-                .and_then(|next| next.pred_opt())
-                .unwrap_or(to),
-        };
-        let end = natural_end.min(to);
-        periods.push((start, end));
-        match end.succ_opt() {
-            Some(next) => start = next,
-            None => break,
-        }
-    }
-    periods
-}
-
-fn check_range(from: NaiveDate, to: NaiveDate) -> ApiResult<()> {
-    if from > to {
-        return Err(ApiError::BadUserInput("from must not be after to".into()));
-    }
-    let days = to.signed_duration_since(from).num_days() + 1;
-    if days as u64 > MAX_RANGE_DAYS {
-        return Err(ApiError::BadUserInput(format!(
-            "a range covers at most {MAX_RANGE_DAYS} days"
-        )));
-    }
-    Ok(())
 }
 
 #[derive(InputObject, Default)]
@@ -453,15 +368,14 @@ impl PaydayQuery {
         from: Date,
         to: Date,
     ) -> ApiResult<Vec<DaySummary>> {
-        ctx.actor_in(&BOOKKEEPERS, "read the daily figures")?;
-        check_range(from.0, to.0)?;
-        let figures = ctx.figures().days(from.0, to.0).await?;
+        ctx.actor_may(Permission::KeepBooks, "read the daily figures")?;
+        let figures = ctx.figures().days(DayRange::new(from.0, to.0)?).await?;
         Ok(figures.into_iter().map(DaySummary).collect())
     }
 
     /// Analytics, for admins.
     async fn analytics(&self, ctx: &Context<'_>) -> ApiResult<Analytics> {
-        ctx.actor_in(&[Role::Admin], "read analytics")?;
+        ctx.actor_may(Permission::Administer, "read analytics")?;
         Ok(Analytics)
     }
 
@@ -476,16 +390,12 @@ impl PaydayQuery {
     ) -> ApiResult<Connection<String, PayoutObject>> {
         let actor = ctx.actor()?;
         let filter = filter.unwrap_or_default();
-        let popug_id = match filter.popug_id.map(|id| id.0) {
-            requested if BOOKKEEPERS.contains(&actor.role) => requested,
-            None => Some(actor.id.0.clone()),
-            Some(id) if id == actor.id.0 => Some(id),
-            Some(_) => {
-                return Err(ApiError::forbidden(
-                    "only admin or accountant may see another popug's payouts",
-                ));
-            }
-        };
+        let popug_id = money_scope(
+            actor,
+            filter.popug_id.map(|id| PopugId(id.0)),
+            "see another popug's payouts",
+        )?
+        .map(|id| id.0);
         let request = page::request(first, after)?;
         let (payouts, more) = ctx
             .queues()
@@ -493,7 +403,7 @@ impl PaydayQuery {
                 &QueueFilter {
                     popug_id,
                     day: filter.day.map(|d| d.0),
-                    status: filter.status.map(PayoutStatusValue::stored),
+                    status: filter.status.map(Into::into),
                 },
                 request.first,
                 request.after.as_deref(),
@@ -516,7 +426,7 @@ impl PaydayQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> ApiResult<Connection<String, MailObject>> {
-        ctx.actor_in(&[Role::Admin], "read the mailbox")?;
+        ctx.actor_may(Permission::Administer, "read the mailbox")?;
         let request = page::request(first, after)?;
         let (mail, more) = ctx
             .queues()
@@ -547,13 +457,12 @@ impl PaydayMutation {
     /// left open, oldest first: every positive balance at the day's end is paid out once.
     /// Closing a closed day changes nothing. Admin and accountant.
     async fn close_day(&self, ctx: &Context<'_>, day: Option<Date>) -> ApiResult<DayCloseResult> {
-        ctx.actor_in(&BOOKKEEPERS, "close a day")?;
+        ctx.actor_may(Permission::KeepBooks, "close a day")?;
         let payday = ctx.payday();
         let day = match day {
             Some(day) => day.0,
             None => payday
-                .today()
-                .pred_opt()
+                .last_ended_day()
                 .ok_or_else(|| ApiError::BadUserInput("there is no day before today".into()))?,
         };
         let closed_now = payday.close_through(day).await?;
@@ -570,7 +479,7 @@ impl PaydayMutation {
 
     /// Sends a FAILED payout to the payment system again. Admin only.
     async fn retry_payout(&self, ctx: &Context<'_>, id: ID) -> ApiResult<PayoutObject> {
-        ctx.actor_in(&[Role::Admin], "retry a payout")?;
+        ctx.actor_may(Permission::Administer, "retry a payout")?;
         let payout = ctx.queues().retry_payout(&id.0).await?;
         ctx.services().delivery.wake();
         Ok(PayoutObject(payout))

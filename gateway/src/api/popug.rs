@@ -6,40 +6,18 @@ use std::sync::Arc;
 use async_graphql::connection::Connection;
 use async_graphql::dataloader::Loader;
 use async_graphql::{Context, Enum, ID, Object};
-use task_domain::{Popug, PopugId, Popugs, Role, TaskError};
+use task_domain::{Permission, Popug, PopugId, Popugs, Role, TaskError};
 
 use super::{ApiResult, ContextExt, page};
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
-#[graphql(name = "Role")]
+#[graphql(name = "Role", remote = "task_domain::Role")]
 pub enum RoleValue {
     Admin,
     Manager,
     Accountant,
     /// Every role string other than the three above: an ordinary popug.
     Worker,
-}
-
-impl From<Role> for RoleValue {
-    fn from(role: Role) -> Self {
-        match role {
-            Role::Admin => Self::Admin,
-            Role::Manager => Self::Manager,
-            Role::Accountant => Self::Accountant,
-            Role::Worker => Self::Worker,
-        }
-    }
-}
-
-impl From<RoleValue> for Role {
-    fn from(role: RoleValue) -> Self {
-        match role {
-            RoleValue::Admin => Self::Admin,
-            RoleValue::Manager => Self::Manager,
-            RoleValue::Accountant => Self::Accountant,
-            RoleValue::Worker => Self::Worker,
-        }
-    }
 }
 
 /// An employee of UberPopug Inc., as the auth service describes them.
@@ -88,10 +66,7 @@ impl PopugQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> ApiResult<Connection<String, PopugObject>> {
-        ctx.actor_in(
-            &[Role::Admin, Role::Manager, Role::Accountant],
-            "list popugs",
-        )?;
+        ctx.actor_may(Permission::ListPopugs, "list popugs")?;
         let request = page::request(first, after)?;
         let found = ctx.popugs().list(role.map(Role::from), &request).await?;
         Ok(page::connection(

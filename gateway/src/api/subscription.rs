@@ -9,15 +9,12 @@ use ates_events::outbox::StoredEvent;
 use ates_events::task::{TaskAssigned, TaskCompleted};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
-use task_domain::{PopugId, Role, TaskId};
+use task_domain::{Permission, PopugId, TaskId};
 
 use super::popug::PopugObject;
 use super::task::{TaskObject, task_prices};
 use super::{ApiError, ApiResult, ContextExt, load_popug};
 use crate::workers::feed::{self, Ended, Feed};
-
-/// Who may watch everyone's tasks.
-const WATCHERS: [Role; 2] = [Role::Admin, Role::Manager];
 
 #[derive(Default)]
 pub struct Subscription;
@@ -73,7 +70,7 @@ impl Subscription {
 /// Whose events the caller asks for: `None` is everyone's.
 fn watched(ctx: &Context<'_>, assignee_id: Option<ID>) -> ApiResult<Option<PopugId>> {
     let actor = ctx.actor()?;
-    let watcher = WATCHERS.contains(&actor.role);
+    let watcher = actor.role.may(Permission::ManageTasks);
     match assignee_id.map(|id| PopugId(id.0)) {
         None if watcher => Ok(None),
         None => Ok(Some(actor.id.clone())),
