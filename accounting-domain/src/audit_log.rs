@@ -89,12 +89,3 @@ pub struct LogFilter {
     /// `logged_at < to`.
     pub to: Option<DateTime<Utc>>,
 }
-
-/// A page of the log by sequence number.
-#[derive(Debug, Clone)]
-pub struct LogPage {
-    pub first: usize,
-    /// Entries strictly beyond this sequence number, in the page's direction.
-    pub after: Option<i64>,
-    pub oldest_first: bool,
-}

@@ -42,3 +42,36 @@ impl Calendar {
         Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0).unwrap_or_default())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().expect("an instant")
+    }
+
+    #[test]
+    fn a_business_day_runs_from_local_midnight_to_local_midnight() {
+        let berlin = Calendar::new("Europe/Berlin").expect("a zone");
+        let day: NaiveDate = "2026-03-10".parse().expect("a date");
+        assert_eq!(
+            berlin.bounds(day),
+            (at("2026-03-09T23:00:00Z"), at("2026-03-10T23:00:00Z"))
+        );
+        assert_eq!(berlin.day_of(at("2026-03-09T23:30:00Z")), day);
+        assert_eq!(
+            berlin.day_of(at("2026-03-09T22:59:59Z")),
+            day.pred_opt().unwrap()
+        );
+    }
+
+    #[test]
+    fn the_day_clocks_go_forward_is_23_hours_long() {
+        let berlin = Calendar::new("Europe/Berlin").expect("a zone");
+        let (start, end) = berlin.bounds("2026-03-29".parse().expect("a date"));
+        assert_eq!(start, at("2026-03-28T23:00:00Z"));
+        assert_eq!(end, at("2026-03-29T22:00:00Z"));
+        assert!(Calendar::new("Not/AZone").is_none());
+    }
+}

@@ -16,6 +16,9 @@ pub enum AccountingError {
     /// A range of days the figures do not cover (backwards, or too long).
     #[error("{0}")]
     BadRange(String),
+    /// A page's `after` that no list of ours handed out.
+    #[error("after is not a cursor of this list")]
+    BadCursor,
     /// Only a day that has ended can be closed.
     #[error("{0} has not ended yet")]
     DayNotOver(chrono::NaiveDate),

@@ -3,13 +3,13 @@
 
 use std::collections::HashMap;
 
-use ates_db::{Backend, Conditions, Db, Lock, to_micros};
+use ates_db::{Backend, Conditions, Db, Lock, Page, PageRequest, to_micros};
 use ates_events::outbox::{self, Position, StoredEvent};
 use sqlx::AnyConnection;
 
 use crate::audit_log::{COLUMNS, LogRow};
 use crate::posting::{self, CONSUMER};
-use crate::{AccountingError, LogEntry, LogFilter, LogPage, Prices};
+use crate::{AccountingError, LogEntry, LogFilter, Prices};
 
 /// How long [`Ledger::catch_up`] waits for events that an older, still running transaction
 /// holds back.
@@ -177,11 +177,21 @@ impl Ledger {
     }
 
     /// A page of the audit log, newest first unless asked otherwise.
+    /// A page of the log, newest first or oldest first; the cursor is an entry's `seq`.
     pub async fn log(
         &self,
         filter: &LogFilter,
-        page: &LogPage,
-    ) -> Result<(Vec<LogEntry>, bool), AccountingError> {
+        page: &PageRequest,
+        oldest_first: bool,
+    ) -> Result<Page<LogEntry>, AccountingError> {
+        let after = match &page.after {
+            None => None,
+            Some(cursor) => Some(
+                cursor
+                    .parse::<i64>()
+                    .map_err(|_| AccountingError::BadCursor)?,
+            ),
+        };
         let mut conditions = Conditions::default();
         if let Some(popug) = &filter.popug_id {
             conditions.compare("popug_id", "=", popug.as_str());
@@ -203,12 +213,12 @@ impl Ledger {
         if let Some(to) = filter.to {
             conditions.compare("logged_at", "<", to_micros(to));
         }
-        let (direction, beyond) = if page.oldest_first {
+        let (direction, beyond) = if oldest_first {
             ("ASC", ">")
         } else {
             ("DESC", "<")
         };
-        if let Some(after) = page.after {
+        if let Some(after) = after {
             conditions.compare("seq", beyond, after);
         }
         let sql = format!(
@@ -220,15 +230,8 @@ impl Ledger {
             sqlx::query_as::<_, LogRow>(sqlx::AssertSqlSafe(sql)),
             conditions.into_values(),
         );
-        let mut rows: Vec<LogEntry> = query
-            .fetch_all(self.db.pool())
-            .await?
-            .into_iter()
-            .map(LogEntry::from)
-            .collect();
-        let has_next = rows.len() > page.first;
-        rows.truncate(page.first);
-        Ok((rows, has_next))
+        let rows = query.fetch_all(self.db.pool()).await?;
+        Ok(Page::from_overfetch(rows, page.first).map(LogEntry::from))
     }
 }
 

@@ -16,7 +16,7 @@ mod posting;
 mod prices;
 mod queue;
 
-pub use audit_log::{EntryKind, LogEntry, LogFilter, LogPage};
+pub use audit_log::{EntryKind, LogEntry, LogFilter};
 pub use calendar::Calendar;
 pub use error::AccountingError;
 pub use figures::{Completion, DayFigures, Figures, Moved, PeriodTop};

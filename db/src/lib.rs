@@ -16,9 +16,11 @@ use sqlx::{Any, AnyPool, Connection as _, Executor, Transaction};
 
 mod lock;
 mod notify;
+mod page;
 
 pub use lock::{HeldLock, Lock};
 pub use notify::{Channel, Listener};
+pub use page::{Page, PageRequest};
 pub use sqlx::Error as SqlError;
 
 /// Which dialect the pool speaks.

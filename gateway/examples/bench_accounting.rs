@@ -8,8 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use accounting_domain::{Ledger, LogFilter, LogPage};
+use accounting_domain::{Ledger, LogFilter};
 use ates_db::Db;
+use ates_db::PageRequest;
 use chrono::{TimeZone, Utc};
 use gateway::{App, Config};
 use serde_json::json;
@@ -125,16 +126,15 @@ async fn bench(backend: &str, url: &str, data_dir: &std::path::Path) -> anyhow::
         to: Some(day + chrono::Duration::days(1)),
         ..LogFilter::default()
     };
-    let page = LogPage {
+    let page = PageRequest {
         first: 100,
         after: None,
-        oldest_first: true,
     };
     let mut times = Vec::new();
     let mut rows = 0;
     for _ in 0..200 {
         let started = Instant::now();
-        rows = ledger.log(&filter, &page).await?.0.len();
+        rows = ledger.log(&filter, &page, true).await?.items.len();
         times.push(started.elapsed());
     }
     times.sort();

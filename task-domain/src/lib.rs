@@ -4,14 +4,13 @@
 //! (`ates-events`) to the outbox in the same transaction, for accounting and subscribers.
 
 mod error;
-mod page;
 mod popug;
 mod recent;
 mod task;
 mod tracker;
 
+pub use ates_db::{Page, PageRequest};
 pub use error::TaskError;
-pub use page::{Page, PageRequest};
 pub use popug::{Actor, EventOutcome, Permission, Popug, PopugClaims, PopugId, Popugs, Role};
 pub use recent::TTL as POPUG_MEMORY;
 pub use task::{NewTask, Task, TaskFilter, TaskId, TaskStatus};

@@ -13,9 +13,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
 use crate::helpers::{TestApp, TestDatabase};
-use crate::on_both_stores;
+use crate::on_both_backends;
 
-on_both_stores!(jwks_keys_rotate_and_unknown_kids_are_rate_limited);
+on_both_backends!(jwks_keys_rotate_and_unknown_kids_are_rate_limited);
 
 /// The auth service's key set endpoint.
 #[derive(Clone, Default)]

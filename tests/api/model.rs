@@ -5,7 +5,8 @@
 
 use std::collections::HashMap;
 
-use accounting_domain::{EntryKind, Ledger, LogFilter, LogPage};
+use accounting_domain::{EntryKind, Ledger, LogFilter};
+use ates_db::PageRequest;
 use chrono::Utc;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
@@ -93,17 +94,18 @@ async fn random_histories_match_the_model(database: TestDatabase) {
                 .unwrap_or_else(|e| panic!("history {history} (seed {seed}, base {base}): {e}"));
         }
         ledger.catch_up().await.unwrap();
-        let (entries, _) = ledger
+        let entries = ledger
             .log(
                 &LogFilter::default(),
-                &LogPage {
+                &PageRequest {
                     first: 1_000_000,
-                    after: Some(last_seq),
-                    oldest_first: true,
+                    after: Some(last_seq.to_string()),
                 },
+                true,
             )
             .await
-            .unwrap();
+            .unwrap()
+            .items;
         if let Some(last) = entries.last() {
             last_seq = last.seq;
         }

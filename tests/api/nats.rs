@@ -16,9 +16,9 @@ use sqlx::Row as _;
 
 use crate::auth_events::message;
 use crate::helpers::{Gateway, TestApp, TestDatabase, token};
-use crate::on_both_stores;
+use crate::on_both_backends;
 
-on_both_stores!(
+on_both_backends!(
     events_are_published_once_in_order_across_a_gateway_restart,
     a_broker_outage_loses_nothing,
     popug_data_updated_is_consumed_from_the_stream,

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use accounting_domain::{AccountingError, Ledger, LogEntry, LogFilter, LogPage, Prices};
-use async_graphql::connection::{Connection, Edge};
+use accounting_domain::{AccountingError, Ledger, LogEntry, LogFilter, Prices};
+use async_graphql::connection::Connection;
 use async_graphql::dataloader::Loader;
 use async_graphql::{Context, Enum, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
@@ -193,29 +193,13 @@ async fn log_page(
     oldest_first: bool,
 ) -> ApiResult<Connection<String, AuditLogEntry>> {
     let request = page::request(first, after)?;
-    let after =
-        match &request.after {
-            None => None,
-            Some(cursor) => Some(cursor.parse::<i64>().map_err(|_| {
-                ApiError::BadUserInput("after is not a cursor of this list".into())
-            })?),
-        };
-    let (entries, has_next) = ledger
-        .log(
-            filter,
-            &LogPage {
-                first: request.first,
-                after,
-                oldest_first,
-            },
-        )
-        .await?;
-    let mut connection = Connection::new(after.is_some(), has_next);
-    connection.edges = entries
-        .into_iter()
-        .map(|entry| Edge::new(entry.seq.to_string(), AuditLogEntry(entry)))
-        .collect();
-    Ok(connection)
+    let found = ledger.log(filter, &request, oldest_first).await?;
+    Ok(page::connection(
+        found,
+        &request,
+        |entry| entry.seq.to_string(),
+        AuditLogEntry,
+    ))
 }
 
 /// Batches the prices a page of tasks needs into one query.

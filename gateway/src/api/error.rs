@@ -92,9 +92,9 @@ impl From<TaskError> for ApiError {
 impl From<AccountingError> for ApiError {
     fn from(error: AccountingError) -> Self {
         match error {
-            AccountingError::DayNotOver(_) | AccountingError::BadRange(_) => {
-                Self::BadUserInput(error.to_string())
-            }
+            AccountingError::DayNotOver(_)
+            | AccountingError::BadRange(_)
+            | AccountingError::BadCursor => Self::BadUserInput(error.to_string()),
             AccountingError::NoSuchPayout(_) => Self::NotFound(error.to_string()),
             AccountingError::PayoutNotFailed(_) => Self::Conflict(error.to_string()),
             _ if error.is_busy() => Self::Unavailable,

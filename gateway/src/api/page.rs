@@ -2,7 +2,7 @@
 
 use async_graphql::OutputType;
 use async_graphql::connection::{Connection, Edge};
-use task_domain::{Page, PageRequest};
+use ates_db::{Page, PageRequest};
 
 use super::{ApiError, ApiResult};
 

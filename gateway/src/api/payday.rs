@@ -4,7 +4,7 @@
 use accounting_domain::{
     Completion, DayClose, DayFigures, DayRange, Mail, Payout, PeriodTop, QueueFilter,
 };
-use async_graphql::connection::{Connection, Edge};
+use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
 use task_domain::{Permission, PopugId, TaskId};
@@ -397,24 +397,18 @@ impl PaydayQuery {
         )?
         .map(|id| id.0);
         let request = page::request(first, after)?;
-        let (payouts, more) = ctx
-            .queues()
-            .payouts(
-                &QueueFilter {
-                    popug_id,
-                    day: filter.day.map(|d| d.0),
-                    status: filter.status.map(Into::into),
-                },
-                request.first,
-                request.after.as_deref(),
-            )
-            .await?;
-        let mut connection = Connection::new(request.after.is_some(), more);
-        connection.edges = payouts
-            .into_iter()
-            .map(|p| Edge::new(p.id.clone(), PayoutObject(p)))
-            .collect();
-        Ok(connection)
+        let filter = QueueFilter {
+            popug_id,
+            day: filter.day.map(|d| d.0),
+            status: filter.status.map(Into::into),
+        };
+        let found = ctx.queues().payouts(&filter, &request).await?;
+        Ok(page::connection(
+            found,
+            &request,
+            |p| p.id.clone(),
+            PayoutObject,
+        ))
     }
 
     /// Mail to popugs, newest first. Admin only.
@@ -428,23 +422,17 @@ impl PaydayQuery {
     ) -> ApiResult<Connection<String, MailObject>> {
         ctx.actor_may(Permission::Administer, "read the mailbox")?;
         let request = page::request(first, after)?;
-        let (mail, more) = ctx
-            .queues()
-            .mailbox(
-                &QueueFilter {
-                    popug_id: popug_id.map(|id| id.0),
-                    ..QueueFilter::default()
-                },
-                request.first,
-                request.after.as_deref(),
-            )
-            .await?;
-        let mut connection = Connection::new(request.after.is_some(), more);
-        connection.edges = mail
-            .into_iter()
-            .map(|m| Edge::new(m.id.clone(), MailObject(m)))
-            .collect();
-        Ok(connection)
+        let filter = QueueFilter {
+            popug_id: popug_id.map(|id| id.0),
+            ..QueueFilter::default()
+        };
+        let found = ctx.queues().mailbox(&filter, &request).await?;
+        Ok(page::connection(
+            found,
+            &request,
+            |m| m.id.clone(),
+            MailObject,
+        ))
     }
 }
 

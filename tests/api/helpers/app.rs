@@ -1,0 +1,279 @@
+//! The harness: a fresh database per test, the gateway served in-process on 127.0.0.1:0, and
+//! popugs with tokens to act as.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use ates_db::Db;
+use chrono::Utc;
+use gateway::{App, Config};
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::{Value, json};
+use sqlx::Row as _;
+
+use super::{EVENTS_SECRET, SECRET};
+
+/// A gateway running for one test, and a direct connection to its database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub db: Db,
+    pub database: TestDatabase,
+    client: reqwest::Client,
+}
+
+/// A popug the gateway has seen, with a token to act as it.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub token: String,
+}
+
+/// A fresh, empty database of one backend; the temp dir holds a SQLite file.
+pub struct TestDatabase {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestDatabase {
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("ates.db").display());
+        Self { url, dir }
+    }
+
+    /// `None` (the test is skipped, loudly) when no PostgreSQL is configured.
+    pub async fn postgres() -> Option<Self> {
+        let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+            eprintln!("TEST_DATABASE_URL is not set: skipping the PostgreSQL run of this test");
+            return None;
+        };
+        let name = format!("ates_test_{}", uuid::Uuid::new_v4().simple());
+        let url = ates_db::create_database(&admin_url, &name)
+            .await
+            .expect("TEST_DATABASE_URL answers and may create databases");
+        let dir = tempfile::tempdir().expect("temp dir");
+        Some(Self { url, dir })
+    }
+
+    /// Another fresh database on the same backend.
+    pub async fn sibling(&self) -> Self {
+        if self.url.starts_with("sqlite:") {
+            Self::sqlite().await
+        } else {
+            Self::postgres().await.expect("PostgreSQL is configured")
+        }
+    }
+
+    /// Sets the clock file of gateways on this database to `at` (RFC 3339); its path.
+    pub fn set_clock(&self, at: &str) -> PathBuf {
+        let path = self.dir.path().join("clock");
+        std::fs::write(&path, at).expect("write the clock file");
+        path
+    }
+
+    /// Connects and migrates.
+    pub async fn connect(&self) -> Db {
+        let db = Db::connect(&self.url, 8).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        db
+    }
+}
+
+impl TestApp {
+    pub async fn sqlite() -> Self {
+        Self::start(TestDatabase::sqlite().await).await
+    }
+
+    /// `None` (the test is skipped, loudly) when no PostgreSQL is configured.
+    pub async fn postgres() -> Option<Self> {
+        Some(Self::start(TestDatabase::postgres().await?).await)
+    }
+
+    async fn start(database: TestDatabase) -> Self {
+        Self::start_with(database, |_| {}).await
+    }
+
+    /// Starts the gateway with a configuration adjusted for the test.
+    pub async fn start_with(database: TestDatabase, adjust: impl FnOnce(&mut Config)) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let mut config = config(
+            Some(database.url.clone()),
+            database.dir.path().to_path_buf(),
+        );
+        adjust(&mut config);
+        let app = App::build(&config).await.expect("the gateway starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let router = app.router();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let db = Db::connect(&database.url, 4)
+            .await
+            .expect("test connection");
+        Self {
+            addr,
+            db,
+            database,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Posts a GraphQL request and returns the whole response body.
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = self
+            .client
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("the gateway answers");
+        response.json().await.expect("a JSON body")
+    }
+
+    /// The `data` of a request that must succeed.
+    pub async fn ok(&self, user: &User, query: &str, variables: Value) -> Value {
+        let body = self.gql(Some(&user.token), query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// The `extensions.code` of a request that must fail.
+    pub async fn error_code(&self, token: Option<&str>, query: &str, variables: Value) -> String {
+        let body = self.gql(token, query, variables).await;
+        let error = &body["errors"][0];
+        assert!(error.is_object(), "expected an error: {body}");
+        error["extensions"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("error without a code: {body}"))
+            .to_owned()
+    }
+
+    /// A new popug with this role, made known to the gateway by one `me`.
+    pub async fn user(&self, role: &str, name: &str) -> User {
+        let id = uuid::Uuid::new_v4().to_string();
+        let token = token(&json!({
+            "sub": id, "name": name, "role": role, "email": format!("{name}@uberpopug.test"),
+            "iat": Utc::now().timestamp(), "exp": Utc::now().timestamp() + 3600,
+        }));
+        let user = User { id, token };
+        let me = self.ok(&user, "{ me { id } }", json!({})).await;
+        assert_eq!(me["me"]["id"], user.id.as_str());
+        user
+    }
+
+    pub async fn create_task(&self, user: &User, title: &str) -> Value {
+        let data = self
+            .ok(
+                user,
+                "mutation($input: CreateTaskInput!) { createTask(input: $input) { id status assignee { id } } }",
+                json!({ "input": { "title": title } }),
+            )
+            .await;
+        data["createTask"].clone()
+    }
+
+    /// Every task and outbox row and every popug, to show that a refused call changed nothing.
+    pub async fn snapshot(&self) -> Snapshot {
+        let tasks = sqlx::query("SELECT id, status, assignee_id FROM tasks ORDER BY id")
+            .fetch_all(self.db.pool())
+            .await
+            .expect("read tasks")
+            .into_iter()
+            .map(|r| {
+                (
+                    r.get::<String, _>(0),
+                    format!("{} {}", r.get::<String, _>(1), r.get::<String, _>(2)),
+                )
+            })
+            .collect();
+        let popugs = sqlx::query("SELECT id, name, role FROM popugs ORDER BY id")
+            .fetch_all(self.db.pool())
+            .await
+            .expect("read popugs")
+            .into_iter()
+            .map(|r| {
+                (
+                    r.get::<String, _>(0),
+                    format!("{} {}", r.get::<String, _>(1), r.get::<String, _>(2)),
+                )
+            })
+            .collect();
+        Snapshot {
+            tasks,
+            popugs,
+            events: self.events().await.len(),
+        }
+    }
+
+    /// The outbox, oldest first: (type, payload).
+    pub async fn events(&self) -> Vec<(String, Value)> {
+        sqlx::query("SELECT event_type, payload FROM outbox ORDER BY seq")
+            .fetch_all(self.db.pool())
+            .await
+            .expect("read the outbox")
+            .into_iter()
+            .map(|r| {
+                let payload: String = r.get(1);
+                (
+                    r.get(0),
+                    serde_json::from_str(&payload).expect("payload is JSON"),
+                )
+            })
+            .collect()
+    }
+
+    pub async fn events_of(&self, event_type: &str) -> Vec<Value> {
+        self.events()
+            .await
+            .into_iter()
+            .filter(|(t, _)| t == event_type)
+            .map(|(_, p)| p)
+            .collect()
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    tasks: BTreeMap<String, String>,
+    popugs: BTreeMap<String, String>,
+    events: usize,
+}
+
+/// An HS256 token over arbitrary claims, signed with the test secret.
+pub fn token(claims: &Value) -> String {
+    token_with(claims, SECRET.as_bytes())
+}
+
+pub fn token_with(claims: &Value, secret: &[u8]) -> String {
+    jsonwebtoken::encode(
+        &Header::default(),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("sign")
+}
+
+pub fn config(database_url: Option<String>, data_dir: PathBuf) -> Config {
+    let mut config = Config::defaults().expect("defaults");
+    config.database_url = database_url;
+    config.listen = "127.0.0.1:0".parse().expect("address");
+    config.data_dir = data_dir;
+    config.jwt_secret = Some(SECRET.into());
+    config.auth_events_secret = Some(EVENTS_SECRET.into());
+    // Tests send bursts of mutations; the rate limit has its own test.
+    config.mutations_per_second = 0;
+    config
+}

@@ -1,0 +1,83 @@
+//! What the black-box tests share: the harness (`app`), the real binary (`process`), the
+//! invariants checked after a scenario (`invariants`), and the fakes of the systems the gateway
+//! talks to (`fakes`).
+
+mod app;
+pub mod fakes;
+mod invariants;
+mod process;
+
+use std::future::Future;
+
+pub use app::{TestApp, TestDatabase, User, token, token_with};
+pub use invariants::{assert_events_match_their_schemas, assert_ledger_invariants, settled};
+pub use process::{Gateway, js_dir};
+
+pub const SECRET: &str = "test-secret-shared-with-the-auth-service";
+
+/// What the auth service signs the events it posts with.
+pub const EVENTS_SECRET: &str = "test-secret-of-auth-events";
+
+/// What a scenario runs on: a started gateway ([`TestApp`]) or just a fresh database
+/// ([`TestDatabase`]), on each backend.
+pub trait Fixture: Sized {
+    fn sqlite() -> impl Future<Output = Self>;
+    /// `None` (the run is skipped, loudly) when no PostgreSQL is configured.
+    fn postgres() -> impl Future<Output = Option<Self>>;
+}
+
+impl Fixture for TestDatabase {
+    async fn sqlite() -> Self {
+        TestDatabase::sqlite().await
+    }
+
+    async fn postgres() -> Option<Self> {
+        TestDatabase::postgres().await
+    }
+}
+
+impl Fixture for TestApp {
+    async fn sqlite() -> Self {
+        TestApp::sqlite().await
+    }
+
+    async fn postgres() -> Option<Self> {
+        TestApp::postgres().await
+    }
+}
+
+/// Runs `scenario` on a SQLite fixture.
+pub async fn on_sqlite<F: Fixture, R: Future<Output = ()>>(scenario: impl FnOnce(F) -> R) {
+    scenario(F::sqlite().await).await
+}
+
+/// Runs `scenario` on a PostgreSQL fixture, when a server is configured.
+pub async fn on_postgres<F: Fixture, R: Future<Output = ()>>(scenario: impl FnOnce(F) -> R) {
+    if let Some(fixture) = F::postgres().await {
+        scenario(fixture).await
+    }
+}
+
+/// One test per backend for each scenario `async fn name(fixture)`, where the fixture is a
+/// [`TestApp`] or a [`TestDatabase`].
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    $crate::helpers::on_sqlite(super::$name).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    $crate::helpers::on_postgres(super::$name).await
+                }
+            )*
+        }
+    };
+}
