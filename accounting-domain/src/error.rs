@@ -1,3 +1,5 @@
+//! The one error type of accounting.
+
 #[derive(Debug, thiserror::Error)]
 pub enum AccountingError {
     /// An event this consumer cannot read: a version it does not know, or a broken payload.

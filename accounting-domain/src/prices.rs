@@ -1,3 +1,5 @@
+//! What a task costs its assignee and pays its completer, drawn once.
+
 use rand::Rng;
 
 /// The two prices of a task, drawn once when accounting first hears of it.

@@ -2,78 +2,27 @@
 //! ledger moving the same accounts after midnight. Each popug is paid once, exactly its
 //! balance at the day's end.
 
-use std::sync::Arc;
+mod support;
 
 use accounting_domain::{Calendar, Payday};
-use ates_db::{Clock, Db, Value};
 use chrono::NaiveDate;
+use support::{Store, entry};
 
 const POPUGS: i64 = 200;
 
-async fn store(url: &str, dir: &std::path::Path) -> Db {
-    let clock = dir.join("clock");
-    std::fs::write(&clock, "2026-03-02T00:00:05Z").expect("clock");
-    let db = Db::connect(url, 8)
-        .await
-        .expect("connect")
-        .with_clock(Clock::File(Arc::new(clock)));
-    db.migrate().await.expect("migrate");
-    db
-}
-
-/// `amount` for `popug`, logged at `at` (micros), moving the balance as the ledger would.
-async fn entry(db: &Db, popug: &str, amount: i64, at: i64) {
-    let mut tx = db.begin_write().await.expect("begin");
-    let balance: i64 = sqlx::query_scalar(
-        "INSERT INTO accounts (popug_id, balance) VALUES ($1, $2) \
-         ON CONFLICT (popug_id) DO UPDATE SET balance = accounts.balance + excluded.balance \
-         RETURNING balance",
-    )
-    .bind(popug.to_owned())
-    .bind(amount)
-    .fetch_one(&mut *tx)
-    .await
-    .expect("move");
-    let mut conn = tx;
-    ates_db::insert_rows(
-        &mut conn,
-        "INSERT INTO audit_log (event_id, kind, amount, balance_after, popug_id, logged_at) VALUES",
-        "",
-        6,
-        vec![
-            Value::from(uuid::Uuid::new_v4().to_string()),
-            if amount < 0 {
-                "TASK_ASSIGNED"
-            } else {
-                "TASK_COMPLETED"
-            }
-            .into(),
-            amount.into(),
-            balance.into(),
-            popug.into(),
-            at.into(),
-        ],
-    )
-    .await
-    .expect("log");
-    conn.commit().await.expect("commit");
-}
-
-fn micros(at: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(at)
-        .expect("instant")
-        .timestamp_micros()
-}
-
-async fn race(url: &str, dir: &std::path::Path) {
-    let db = store(url, dir).await;
+async fn race(store: &Store) {
+    let db = &store.db;
     let day = NaiveDate::from_ymd_opt(2026, 3, 1).expect("date");
     for i in 0..POPUGS {
+        let popug = format!("p{i:03}");
+        let task = format!("t{i:03}");
         entry(
-            &db,
-            &format!("p{i:03}"),
+            db,
+            &popug,
+            "TASK_COMPLETED",
+            &task,
             20 + i % 7,
-            micros("2026-03-01T12:00:00Z"),
+            "2026-03-01T12:00:00Z",
         )
         .await;
     }
@@ -83,11 +32,15 @@ async fn race(url: &str, dir: &std::path::Path) {
     let second = Payday::new(db.clone(), Calendar::utc()).with_batch(3);
     let ledger = async {
         for i in 0..POPUGS {
+            let popug = format!("p{i:03}");
+            let task = format!("u{i:03}");
             entry(
-                &db,
-                &format!("p{i:03}"),
+                db,
+                &popug,
+                "TASK_ASSIGNED",
+                &task,
                 -11,
-                micros("2026-03-02T00:00:01Z"),
+                "2026-03-02T00:00:01Z",
             )
             .await;
         }
@@ -121,23 +74,6 @@ async fn race(url: &str, dir: &std::path::Path) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_close_racing_a_closer_and_the_ledger() {
-    let dir = tempfile::tempdir().expect("dir");
-    let url = format!("sqlite://{}", dir.path().join("ates.db").display());
-    race(&url, dir.path()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_close_racing_the_ledger() {
-    let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
-        eprintln!("TEST_DATABASE_URL is not set: skipping the PostgreSQL run of this test");
-        return;
-    };
-    let name = format!("ates_test_{}", uuid::Uuid::new_v4().simple());
-    let url = ates_db::create_database(&admin, &name)
-        .await
-        .expect("create");
-    let dir = tempfile::tempdir().expect("dir");
-    race(&url, dir.path()).await;
-    ates_db::drop_database(&admin, &name).await.expect("drop");
+async fn a_close_racing_a_closer_and_the_ledger() {
+    on_each_store!("2026-03-02T00:00:05Z", race);
 }

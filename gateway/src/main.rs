@@ -1,3 +1,5 @@
+//! The `gateway` command: serve (the default), and the operator's subcommands.
+
 use std::time::Duration;
 
 use anyhow::Context as _;

@@ -1,3 +1,5 @@
+//! The one error type of the task tracker.
+
 use crate::task::TaskStatus;
 
 /// What can go wrong in the task tracker. Every variant but `Storage` is the caller's to fix.

@@ -6,12 +6,14 @@
 mod error;
 mod popug;
 mod recent;
+mod role;
 mod task;
 mod tracker;
 
 pub use ates_db::{Page, PageRequest};
 pub use error::TaskError;
-pub use popug::{Actor, EventOutcome, Permission, Popug, PopugClaims, PopugId, Popugs, Role};
+pub use popug::{Actor, EventOutcome, Popug, PopugClaims, PopugId, Popugs};
 pub use recent::TTL as POPUG_MEMORY;
+pub use role::{Permission, Role};
 pub use task::{NewTask, Task, TaskFilter, TaskId, TaskStatus};
 pub use tracker::{ShuffleOutcome, Tracker};

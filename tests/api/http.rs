@@ -17,19 +17,11 @@ on_both_backends!(
     queries_travel_over_get_and_mutations_do_not,
     batches_are_refused,
     shape_limits_hold_both_ways,
+    mutations_are_rate_limited_per_popug,
+    exhausted_pool_answers_503_quickly,
+    a_busy_pool_inside_a_loader_answers_503,
+    a_request_over_its_time_gets_503,
 );
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_mutations_are_rate_limited_per_popug() {
-    mutations_are_rate_limited_per_popug(TestDatabase::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_mutations_are_rate_limited_per_popug() {
-    if let Some(database) = TestDatabase::postgres().await {
-        mutations_are_rate_limited_per_popug(database).await;
-    }
-}
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json; charset=utf-8";
 const JSON: &str = "application/json; charset=utf-8";
@@ -459,48 +451,48 @@ async fn production_mode_hides_the_schema() {
     assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_exhausted_pool_answers_503_quickly() {
-    exhausted_pool_answers_503_quickly(TestDatabase::sqlite().await).await;
+/// A gateway with one database connection, which gives up waiting for it after 300 ms.
+async fn one_connection(database: TestDatabase) -> TestApp {
+    TestApp::start_with(database, |config| {
+        config.db_max_connections = 1;
+        config.db_acquire_timeout_ms = 300;
+    })
+    .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_exhausted_pool_answers_503_quickly() {
-    if let Some(database) = TestDatabase::postgres().await {
-        exhausted_pool_answers_503_quickly(database).await;
-    }
+/// Sends `query` as `token` without waiting: its status, body and how long it took.
+fn send(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+) -> tokio::task::JoinHandle<(StatusCode, Value, Duration)> {
+    let (url, token, query) = (app.url("/graphql"), token.to_owned(), query.to_owned());
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let response = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(token)
+            .json(&json!({ "query": query }))
+            .send()
+            .await
+            .expect("answers");
+        let (status, _, body) = read(response).await;
+        (status, body, started.elapsed())
+    })
 }
 
 /// One database connection, held by a request stuck behind a lock the test takes: the next
 /// requests get 503 once the acquire timeout passes, instead of hanging.
 async fn exhausted_pool_answers_503_quickly(database: TestDatabase) {
-    let app = TestApp::start_with(database, |config| {
-        config.db_max_connections = 1;
-        config.db_acquire_timeout_ms = 300;
-    })
-    .await;
+    let app = one_connection(database).await;
     let mut popugs = Vec::new();
     for i in 0..4 {
         popugs.push(app.user("worker", &format!("p{i}")).await);
     }
     let mut lock = hold_popugs(&app).await;
     let requests: Vec<_> = popugs
-        .into_iter()
-        .map(|popug| {
-            let url = app.url("/graphql");
-            tokio::spawn(async move {
-                let started = Instant::now();
-                let response = reqwest::Client::new()
-                    .post(url)
-                    .bearer_auth(popug.token)
-                    .json(&json!({ "query": STUCK }))
-                    .send()
-                    .await
-                    .expect("answers");
-                let (status, _, body) = read(response).await;
-                (status, body, started.elapsed())
-            })
-        })
+        .iter()
+        .map(|popug| send(&app, &popug.token, STUCK))
         .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
     sqlx::raw_sql("ROLLBACK")
@@ -524,53 +516,21 @@ async fn exhausted_pool_answers_503_quickly(database: TestDatabase) {
     assert!(unavailable >= 1, "no request found the pool exhausted");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_a_busy_pool_inside_a_loader_answers_503() {
-    a_busy_pool_inside_a_loader_answers_503(TestDatabase::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_busy_pool_inside_a_loader_answers_503() {
-    if let Some(database) = TestDatabase::postgres().await {
-        a_busy_pool_inside_a_loader_answers_503(database).await;
-    }
-}
-
 /// `task(id:)` reads through the request's DataLoader, and for a popug the gateway has seen,
 /// that read is the request's first use of the database. With the one connection held by a
 /// stuck request, the loader finds none free: the answer is 503 `SERVICE_UNAVAILABLE`, as
 /// for any other read, not an internal error.
 async fn a_busy_pool_inside_a_loader_answers_503(database: TestDatabase) {
-    let app = TestApp::start_with(database, |config| {
-        config.db_max_connections = 1;
-        config.db_acquire_timeout_ms = 300;
-    })
-    .await;
+    let app = one_connection(database).await;
     let stuck = app.user("worker", "stuck").await;
     let reader = app.user("worker", "reader").await;
     let mut lock = hold_popugs(&app).await;
-    let holder = {
-        let url = app.url("/graphql");
-        tokio::spawn(async move {
-            reqwest::Client::new()
-                .post(url)
-                .bearer_auth(stuck.token)
-                .json(&json!({ "query": STUCK }))
-                .send()
-                .await
-                .expect("answers")
-        })
-    };
+    let holder = send(&app, &stuck.token, STUCK);
     // The stuck request takes the connection first.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let response = reqwest::Client::new()
-        .post(app.url("/graphql"))
-        .bearer_auth(&reader.token)
-        .json(&json!({ "query": "{ task(id: \"no-such-task\") { id } }" }))
-        .send()
+    let (status, body, _) = send(&app, &reader.token, "{ task(id: \"no-such-task\") { id } }")
         .await
-        .expect("answers");
-    let (status, _, body) = read(response).await;
+        .expect("joined");
     sqlx::raw_sql("ROLLBACK")
         .execute(&mut *lock)
         .await
@@ -607,18 +567,6 @@ async fn hold_popugs(app: &TestApp) -> sqlx::pool::PoolConnection<sqlx::Any> {
         .await
         .expect("lock");
     lock
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_a_request_over_its_time_gets_503() {
-    a_request_over_its_time_gets_503(TestDatabase::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_request_over_its_time_gets_503() {
-    if let Some(database) = TestDatabase::postgres().await {
-        a_request_over_its_time_gets_503(database).await;
-    }
 }
 
 /// A request stuck behind a lock is stopped at its time limit with 503 `TIMEOUT`.

@@ -10,9 +10,8 @@ use ates_db::Db;
 use gateway::Config;
 use serde_json::json;
 
-use crate::helpers::fakes::{PaymentSystem, SmtpServer};
 use crate::helpers::{
-    Gateway, TestApp, TestDatabase, User, assert_events_match_their_schemas,
+    Gateway, TestApp, TestDatabase, User, WantedFakes, assert_events_match_their_schemas,
     assert_ledger_invariants,
 };
 use crate::on_both_backends;
@@ -35,8 +34,18 @@ const CLOSE: &str = "mutation($day: Date!) { closeDay(day: $day) { \
 /// A gateway on `database` whose clock reads `at`; the scheduler only looks at start unless
 /// `adjust` says otherwise.
 async fn app_at(database: TestDatabase, at: &str, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    app_with_fakes_at(database, WantedFakes::default(), at, adjust).await
+}
+
+/// The same, wired to the fakes asked for.
+async fn app_with_fakes_at(
+    database: TestDatabase,
+    fakes: WantedFakes,
+    at: &str,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
     let clock = database.set_clock(at);
-    TestApp::start_with(database, |config| {
+    TestApp::start_with_fakes(database, fakes, |config| {
         config.clock_file = Some(clock);
         config.close_check_secs = 3600;
         config.delivery_backoff_ms = 20;
@@ -483,7 +492,11 @@ async fn figures_refuse_bad_ranges_and_other_roles(database: TestDatabase) {
 }
 
 /// One popug with a positive balance at the end of 1 March, and the clock past midnight.
-async fn one_payout_due(database: TestDatabase, adjust: impl FnOnce(&mut Config)) -> TestApp {
+async fn one_payout_due(
+    database: TestDatabase,
+    fakes: WantedFakes,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
     let db = database.connect().await;
     seed(
         &db,
@@ -493,16 +506,19 @@ async fn one_payout_due(database: TestDatabase, adjust: impl FnOnce(&mut Config)
         ],
     )
     .await;
-    app_at(database, "2026-03-02T00:10:00Z", adjust).await
+    app_with_fakes_at(database, fakes, "2026-03-02T00:10:00Z", adjust).await
 }
 
 async fn payment_system_failing_twice_then_succeeding(database: TestDatabase) {
-    let payments = PaymentSystem::start(2).await;
-    let app = one_payout_due(database, |config| {
-        config.payment_url = Some(payments.url.clone());
+    let fakes = WantedFakes {
+        payments_failing_first: Some(2),
+        ..WantedFakes::default()
+    };
+    let app = one_payout_due(database, fakes, |config| {
         config.delivery_max_attempts = 5;
     })
     .await;
+    let payments = app.fakes.payments.as_ref().expect("a payment system");
     let accountant = app.user("accountant", "ada").await;
     app.ok(&accountant, CLOSE, json!({ "day": "2026-03-01" }))
         .await;
@@ -528,12 +544,15 @@ async fn payment_system_failing_twice_then_succeeding(database: TestDatabase) {
 }
 
 async fn failed_payout_is_retried_by_admin(database: TestDatabase) {
-    let payments = PaymentSystem::start(3).await;
-    let app = one_payout_due(database, |config| {
-        config.payment_url = Some(payments.url.clone());
+    let fakes = WantedFakes {
+        payments_failing_first: Some(3),
+        ..WantedFakes::default()
+    };
+    let app = one_payout_due(database, fakes, |config| {
         config.delivery_max_attempts = 3;
     })
     .await;
+    let payments = app.fakes.payments.as_ref().expect("a payment system");
     let admin = app.user("admin", "root").await;
     app.ok(&admin, CLOSE, json!({ "day": "2026-03-01" })).await;
     wait_for_count(
@@ -587,11 +606,12 @@ async fn failed_payout_is_retried_by_admin(database: TestDatabase) {
 }
 
 async fn mail_goes_over_smtp(database: TestDatabase) {
-    let smtp = SmtpServer::start().await;
-    let app = app_at(database, "2026-03-01T10:00:00Z", |config| {
-        config.smtp = Some(smtp.address.clone());
-    })
-    .await;
+    let fakes = WantedFakes {
+        smtp: true,
+        ..WantedFakes::default()
+    };
+    let app = app_with_fakes_at(database, fakes, "2026-03-01T10:00:00Z", |_| {}).await;
+    let smtp = app.fakes.smtp.as_ref().expect("an SMTP server");
     let manager = app.user("manager", "mark").await;
     let alice = app.user("worker", "alice").await;
     let task = app.create_task(&manager, "polish the perch").await;

@@ -116,20 +116,27 @@ impl From<SqlError> for ApiError {
     }
 }
 
-/// A DataLoader shares one failure among every field that asked for the batch, as an `Arc`.
-/// A busy store inside a loader is still "try again", not an internal error.
-impl From<Arc<TaskError>> for ApiError {
-    fn from(error: Arc<TaskError>) -> Self {
-        if error.is_busy() {
-            Self::Unavailable
-        } else {
-            Self::Internal(error)
-        }
+/// A domain's error, which can tell a busy store from a broken one.
+pub trait DomainError: std::error::Error + Send + Sync + 'static {
+    fn is_busy(&self) -> bool;
+}
+
+impl DomainError for TaskError {
+    fn is_busy(&self) -> bool {
+        TaskError::is_busy(self)
     }
 }
 
-impl From<Arc<AccountingError>> for ApiError {
-    fn from(error: Arc<AccountingError>) -> Self {
+impl DomainError for AccountingError {
+    fn is_busy(&self) -> bool {
+        AccountingError::is_busy(self)
+    }
+}
+
+/// A DataLoader shares one failure among every field that asked for the batch, as an `Arc`.
+/// A busy store inside a loader is still "try again", not an internal error.
+impl<E: DomainError> From<Arc<E>> for ApiError {
+    fn from(error: Arc<E>) -> Self {
         if error.is_busy() {
             Self::Unavailable
         } else {

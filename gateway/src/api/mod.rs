@@ -2,6 +2,7 @@
 
 mod accounting;
 mod error;
+mod figures;
 mod page;
 mod payday;
 mod popug;
@@ -32,6 +33,7 @@ pub struct Query(
     popug::PopugQuery,
     task::TaskQuery,
     accounting::AccountingQuery,
+    figures::FiguresQuery,
     payday::PaydayQuery,
 );
 

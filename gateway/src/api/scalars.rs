@@ -1,3 +1,5 @@
+//! Scalars of our own: `Date`, a business day.
+
 use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, Value};
 use chrono::NaiveDate;
 

@@ -12,6 +12,7 @@ use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 use sqlx::Row as _;
 
+use super::fakes::{PaymentSystem, SmtpServer};
 use super::{EVENTS_SECRET, SECRET};
 
 /// A gateway running for one test, and a direct connection to its database.
@@ -19,7 +20,24 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub db: Db,
     pub database: TestDatabase,
+    /// The fakes this gateway talks to, when it was started with them.
+    pub fakes: Fakes,
     client: reqwest::Client,
+}
+
+/// Fakes of the systems the gateway talks to, owned by the app that uses them.
+#[derive(Default)]
+pub struct Fakes {
+    pub payments: Option<PaymentSystem>,
+    pub smtp: Option<SmtpServer>,
+}
+
+/// Which fakes to start with a gateway.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WantedFakes {
+    /// A payment system that fails its first this many requests.
+    pub payments_failing_first: Option<usize>,
+    pub smtp: bool,
 }
 
 /// A popug the gateway has seen, with a token to act as it.
@@ -122,8 +140,35 @@ impl TestApp {
             addr,
             db,
             database,
+            fakes: Fakes::default(),
             client: reqwest::Client::new(),
         }
+    }
+
+    /// Starts the gateway wired to the fakes asked for, which it then owns.
+    pub async fn start_with_fakes(
+        database: TestDatabase,
+        wanted: WantedFakes,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
+        let payments = match wanted.payments_failing_first {
+            Some(fail_first) => Some(PaymentSystem::start(fail_first).await),
+            None => None,
+        };
+        let smtp = match wanted.smtp {
+            true => Some(SmtpServer::start().await),
+            false => None,
+        };
+        let payment_url = payments.as_ref().map(|p| p.url.clone());
+        let smtp_address = smtp.as_ref().map(|s| s.address.clone());
+        let mut app = Self::start_with(database, |config| {
+            config.payment_url = payment_url;
+            config.smtp = smtp_address;
+            adjust(config);
+        })
+        .await;
+        app.fakes = Fakes { payments, smtp };
+        app
     }
 
     pub fn url(&self, path: &str) -> String {
