@@ -1,6 +1,6 @@
 //! The common audit log: what happened, the money it moved, and the balance after it.
 
-use ates_db::from_micros;
+use ates_db::{Value, from_micros};
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
@@ -88,4 +88,20 @@ pub struct LogFilter {
     pub from: Option<DateTime<Utc>>,
     /// `logged_at < to`.
     pub to: Option<DateTime<Utc>>,
+}
+
+/// Appends entries, seven values each in the order of the log's columns: event id, kind,
+/// amount, balance after, task id, popug id, logged at. The one way anything is written to it.
+pub(crate) async fn append(
+    conn: &mut sqlx::AnyConnection,
+    entries: Vec<Value>,
+) -> Result<u64, sqlx::Error> {
+    ates_db::insert_rows(
+        conn,
+        "INSERT INTO audit_log (event_id, kind, amount, balance_after, task_id, popug_id, logged_at) VALUES",
+        "",
+        7,
+        entries,
+    )
+    .await
 }

@@ -425,14 +425,7 @@ impl Payday {
         if events.is_empty() {
             return Ok(());
         }
-        ates_db::insert_rows(
-            conn,
-            "INSERT INTO audit_log (event_id, kind, amount, balance_after, task_id, popug_id, logged_at) VALUES",
-            "",
-            7,
-            entries,
-        )
-        .await?;
+        crate::audit_log::append(conn, entries).await?;
         ates_db::insert_rows(
             conn,
             "INSERT INTO mail (id, payout_id, popug_id, subject, body, status, next_attempt_at, created_at) VALUES",

@@ -252,14 +252,7 @@ pub(crate) async fn post(
             at.into(),
         ]);
     }
-    ates_db::insert_rows(
-        conn,
-        "INSERT INTO audit_log (event_id, kind, amount, balance_after, task_id, popug_id, logged_at) VALUES",
-        "",
-        7,
-        entries,
-    )
-    .await?;
+    crate::audit_log::append(conn, entries).await?;
 
     // 4. Each account moved, written once (by its change: a payout may not have run between
     // the read and here, since the rows are locked, but adding keeps it right regardless).

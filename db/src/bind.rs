@@ -117,21 +117,29 @@ fn keep_prepared(params: usize) -> bool {
     params <= PREPARE_UP_TO
 }
 
+/// Binds `values` in order to `query` (a `Query` or a `QueryAs`, which share no trait), and
+/// keeps the statement prepared only when it binds few ([`PREPARE_UP_TO`]).
+macro_rules! bind_in_order {
+    ($query:ident, $values:ident) => {{
+        let mut bound = 0;
+        for value in $values {
+            bound += 1;
+            $query = match value {
+                Value::Text(text) => $query.bind(text),
+                Value::Int(int) => $query.bind(int),
+                Value::Null => $query.bind(None::<String>),
+            };
+        }
+        $query.persistent(keep_prepared(bound))
+    }};
+}
+
 /// Binds `values` in order; a statement binding many runs unprepared ([`PREPARE_UP_TO`]).
 pub fn bind_all<'q>(
     mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
     values: impl IntoIterator<Item = Value>,
 ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
-    let mut bound = 0;
-    for value in values {
-        bound += 1;
-        query = match value {
-            Value::Text(text) => query.bind(text),
-            Value::Int(int) => query.bind(int),
-            Value::Null => query.bind(None::<String>),
-        };
-    }
-    query.persistent(keep_prepared(bound))
+    bind_in_order!(query, values)
 }
 
 /// Binds `values` in order, for a query whose rows are read as `O`; a statement binding many
@@ -143,16 +151,7 @@ pub fn bind_all_as<'q, O>(
 where
     O: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
 {
-    let mut bound = 0;
-    for value in values {
-        bound += 1;
-        query = match value {
-            Value::Text(text) => query.bind(text),
-            Value::Int(int) => query.bind(int),
-            Value::Null => query.bind(None::<String>),
-        };
-    }
-    query.persistent(keep_prepared(bound))
+    bind_in_order!(query, values)
 }
 
 /// Binds accepted by one statement: below SQLite's and PostgreSQL's limits.
