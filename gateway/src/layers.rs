@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["workers"],
     &["auth_events"],
     &["auth"],
-    &["rate_limit", "metrics", "refusal", "config"],
+    &["rate_limit", "media", "metrics", "refusal", "config"],
 ];
 
 fn layer(module: &str) -> Option<usize> {

@@ -5,6 +5,7 @@
 
 mod error;
 mod popug;
+mod popugs;
 mod recent;
 mod role;
 mod task;
@@ -12,7 +13,8 @@ mod tracker;
 
 pub use ates_db::{Page, PageRequest};
 pub use error::TaskError;
-pub use popug::{Actor, EventOutcome, Popug, PopugClaims, PopugId, Popugs};
+pub use popug::{Actor, Popug, PopugClaims, PopugId};
+pub use popugs::{EventOutcome, Popugs};
 pub use recent::TTL as POPUG_MEMORY;
 pub use role::{Permission, Role};
 pub use task::{NewTask, Task, TaskFilter, TaskId, TaskStatus};

@@ -10,7 +10,7 @@ use rand::seq::IndexedRandom;
 use sqlx::AnyConnection;
 use uuid::Uuid;
 
-use crate::popug::{assignable, still_assignable};
+use crate::popugs::{assignable, still_assignable};
 use crate::task::{COLUMNS, TaskRow};
 use crate::{
     Actor, NewTask, Page, PageRequest, Permission, PopugId, Popugs, Task, TaskError, TaskFilter,
