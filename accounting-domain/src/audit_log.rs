@@ -1,6 +1,7 @@
 //! The common audit log: what happened, the money it moved, and the balance after it.
 
 use ates_db::{Value, from_micros};
+use ates_events::ids::{PopugId, TaskId};
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
@@ -41,8 +42,8 @@ pub struct LogEntry {
     /// Signed: a fee or a payout is negative, a reward positive, a creation zero.
     pub amount: i64,
     pub balance_after: i64,
-    pub task_id: Option<String>,
-    pub popug_id: String,
+    pub task_id: Option<TaskId>,
+    pub popug_id: PopugId,
     /// When the log received the event.
     pub logged_at: DateTime<Utc>,
 }
@@ -70,8 +71,8 @@ impl From<LogRow> for LogEntry {
             kind: EntryKind::from_stored(&row.kind),
             amount: row.amount,
             balance_after: row.balance_after,
-            task_id: row.task_id,
-            popug_id: row.popug_id,
+            task_id: row.task_id.map(TaskId),
+            popug_id: PopugId(row.popug_id),
             logged_at: from_micros(row.logged_at),
         }
     }
@@ -80,8 +81,8 @@ impl From<LogRow> for LogEntry {
 /// Which entries a reader asks for; every condition given must hold.
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {
-    pub popug_id: Option<String>,
-    pub task_id: Option<String>,
+    pub popug_id: Option<PopugId>,
+    pub task_id: Option<TaskId>,
     /// Empty: every kind.
     pub kinds: Vec<EntryKind>,
     /// `logged_at >= from`.

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use ates_db::{Db, Value, bind_all_as, from_micros, row_placeholders, to_micros};
+use ates_events::ids::{PopugId, TaskId};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::{AccountingError, Calendar, DayRange, Payday, Period};
@@ -38,8 +39,8 @@ pub struct DayFigures {
 /// A completed task and the reward it paid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
-    pub task_id: String,
-    pub popug_id: String,
+    pub task_id: TaskId,
+    pub popug_id: PopugId,
     pub reward: i64,
     pub completed_at: DateTime<Utc>,
 }
@@ -201,8 +202,8 @@ impl Figures {
         for (n, task_id, popug_id, reward, at) in rows {
             if let Some(top) = usize::try_from(n).ok().and_then(|n| tops.get_mut(n)) {
                 top.task = Some(Completion {
-                    task_id: task_id.unwrap_or_default(),
-                    popug_id,
+                    task_id: TaskId(task_id.unwrap_or_default()),
+                    popug_id: PopugId(popug_id),
                     reward,
                     completed_at: from_micros(at),
                 });

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use ates_db::{Backend, Conditions, Db, Lock, Page, PageRequest, to_micros};
+use ates_events::ids::{PopugId, TaskId};
 use ates_events::outbox::{self, Position, StoredEvent};
 use sqlx::AnyConnection;
 
@@ -156,27 +157,27 @@ impl Ledger {
     /// Prices of the tasks that have them.
     pub async fn prices(
         &self,
-        task_ids: &[String],
-    ) -> Result<HashMap<String, Prices>, AccountingError> {
+        task_ids: &[TaskId],
+    ) -> Result<HashMap<TaskId, Prices>, AccountingError> {
+        let keys: Vec<String> = task_ids.iter().map(|id| id.0.clone()).collect();
         let rows: Vec<(String, i64, i64)> = ates_db::fetch_in(
             &self.db,
             "SELECT task_id, assign_fee, reward FROM task_prices WHERE task_id IN",
-            task_ids,
+            &keys,
         )
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(task, assign_fee, reward)| (task, Prices { assign_fee, reward }))
+            .map(|(task, assign_fee, reward)| (TaskId(task), Prices { assign_fee, reward }))
             .collect())
     }
 
     /// A popug's balance; zero before its first movement.
-    pub async fn balance(&self, popug_id: &str) -> Result<i64, AccountingError> {
+    pub async fn balance(&self, popug: &PopugId) -> Result<i64, AccountingError> {
         let mut conn = self.db.pool().acquire().await?;
-        balance(&mut conn, popug_id).await
+        balance(&mut conn, popug.as_str()).await
     }
 
-    /// A page of the audit log, newest first unless asked otherwise.
     /// A page of the log, newest first or oldest first; the cursor is an entry's `seq`.
     pub async fn log(
         &self,

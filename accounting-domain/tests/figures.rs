@@ -53,7 +53,7 @@ async fn figures_of(store: &Store) {
         .map(|top| {
             (
                 top.period.from().to_string(),
-                top.task.as_ref().map(|t| (t.task_id.clone(), t.reward)),
+                top.task.as_ref().map(|t| (t.task_id.0.clone(), t.reward)),
             )
         })
         .collect();
@@ -73,7 +73,7 @@ async fn figures_of(store: &Store) {
         .most_expensive(DayRange::day(day("2026-03-10")))
         .await
         .expect("one day");
-    assert_eq!(one.map(|t| t.task_id), Some("t4".to_owned()), "{ctx}");
+    assert_eq!(one.map(|t| t.task_id.0), Some("t4".to_owned()), "{ctx}");
 
     let days = figures
         .most_expensive_per(Period::Day, range)

@@ -6,6 +6,7 @@ mod support;
 use accounting_domain::{EntryKind, Ledger, LogFilter};
 use ates_db::PageRequest;
 use ates_events::NewEvent;
+use ates_events::ids::{PopugId, TaskId};
 use ates_events::outbox;
 use ates_events::task::{TaskAssigned, TaskCompleted, TaskCreated};
 use chrono::{DateTime, Utc};
@@ -55,11 +56,13 @@ async fn ledger_of(store: &Store) {
         assert!(!ledger.handle(event).await.expect("handle"), "{ctx}");
     }
 
-    let prices = ledger.prices(&["t1".into()]).await.expect("prices");
-    let prices = prices.get("t1").expect("priced at creation");
+    let prices = ledger.prices(&[TaskId("t1".into())]).await.expect("prices");
+    let prices = prices
+        .get(&TaskId("t1".into()))
+        .expect("priced at creation");
     assert!((10..=20).contains(&prices.assign_fee) && (20..=40).contains(&prices.reward));
-    let a = ledger.balance("A").await.expect("balance");
-    let b = ledger.balance("B").await.expect("balance");
+    let a = ledger.balance(&PopugId("A".into())).await.expect("balance");
+    let b = ledger.balance(&PopugId("B".into())).await.expect("balance");
     assert_eq!(a, -prices.assign_fee, "{ctx}: A paid one fee");
     assert_eq!(
         b,
@@ -92,7 +95,7 @@ async fn ledger_of(store: &Store) {
     let sum_of = |popug: &str| -> i64 {
         log.items
             .iter()
-            .filter(|e| e.popug_id == popug)
+            .filter(|e| e.popug_id.as_str() == popug)
             .map(|e| e.amount)
             .sum()
     };

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod dead_letter;
+pub mod ids;
 pub mod outbox;
 pub mod payout;
 pub mod task;

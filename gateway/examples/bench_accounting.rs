@@ -121,7 +121,7 @@ async fn bench(backend: &str, url: &str, data_dir: &std::path::Path) -> anyhow::
     let ledger = Ledger::new(db.clone());
     let day = Utc.with_ymd_and_hms(2026, 10, 15, 0, 0, 0).unwrap();
     let filter = LogFilter {
-        popug_id: Some("bench-popug-7".into()),
+        popug_id: Some(ates_events::ids::PopugId("bench-popug-7".into())),
         from: Some(day),
         to: Some(day + chrono::Duration::days(1)),
         ..LogFilter::default()

@@ -1,21 +1,11 @@
 //! A popug as the task tracker knows it: its id, its role, and the claims it acts with.
 
-use std::fmt;
-
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
 use crate::{Permission, Role};
 
-/// A popug's id: the `sub` the auth service gives it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PopugId(pub String);
-
-impl fmt::Display for PopugId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use ates_events::ids::PopugId;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Popug {

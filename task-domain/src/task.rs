@@ -12,14 +12,7 @@ pub const TITLE_MAX_CHARS: usize = 200;
 pub const DESCRIPTION_MAX_CHARS: usize = 10_000;
 pub const JIRA_ID_MAX_CHARS: usize = 64;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TaskId(pub String);
-
-impl fmt::Display for TaskId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use ates_events::ids::TaskId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TaskStatus {

@@ -115,8 +115,8 @@ async fn random_histories_match_the_model(database: TestDatabase) {
                 (
                     e.kind.as_str(),
                     e.amount,
-                    e.popug_id,
-                    e.task_id.unwrap_or_default(),
+                    e.popug_id.0,
+                    e.task_id.map(|id| id.0).unwrap_or_default(),
                 )
             })
             .collect();
@@ -132,7 +132,7 @@ async fn random_histories_match_the_model(database: TestDatabase) {
             "audit log of history {history} (seed {seed}, base {base})"
         );
         for actor in &actors {
-            let balance = ledger.balance(&actor.id.0).await.unwrap();
+            let balance = ledger.balance(&actor.id).await.unwrap();
             let modelled = model.balances.get(&actor.id.0).copied().unwrap_or(0);
             assert_eq!(
                 balance, modelled,
@@ -174,9 +174,9 @@ async fn step(
                 return Err(format!("assigned to {}", task.assignee_id));
             }
             let prices = ledger
-                .prices(std::slice::from_ref(&task.id.0))
+                .prices(std::slice::from_ref(&task.id))
                 .await
-                .map_err(|e| e.to_string())?[&task.id.0];
+                .map_err(|e| e.to_string())?[&task.id];
             model.tasks.insert(
                 task.id.0.clone(),
                 (

@@ -1,6 +1,7 @@
 //! The mail that tells each popug of their payout, queued for the SMTP server.
 
 use ates_db::from_micros;
+use ates_events::ids::PopugId;
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
@@ -35,7 +36,7 @@ impl MailStatus {
 pub struct Mail {
     pub id: String,
     pub payout_id: Option<String>,
-    pub popug_id: String,
+    pub popug_id: PopugId,
     pub subject: String,
     pub body: String,
     pub status: MailStatus,
@@ -73,7 +74,7 @@ impl From<MailRow> for Mail {
         Self {
             id: row.id,
             payout_id: row.payout_id,
-            popug_id: row.popug_id,
+            popug_id: PopugId(row.popug_id),
             subject: row.subject,
             body: row.body,
             status: MailStatus::from_stored(&row.status),

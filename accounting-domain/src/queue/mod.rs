@@ -17,6 +17,8 @@ use chrono::NaiveDate;
 use sqlx::FromRow;
 use sqlx::any::AnyRow;
 
+use ates_events::ids::PopugId;
+
 use crate::AccountingError;
 use mail::MailQueue;
 pub use mail::{Mail, MailStatus};
@@ -66,7 +68,7 @@ pub struct Queues {
 /// Which rows of a queue a reader asks for, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct QueueFilter {
-    pub popug_id: Option<String>,
+    pub popug_id: Option<PopugId>,
     pub day: Option<NaiveDate>,
     pub status: Option<PayoutStatus>,
 }

@@ -1,6 +1,7 @@
 //! The payouts a day close made, queued for the payment system.
 
 use ates_db::from_micros;
+use ates_events::ids::PopugId;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::FromRow;
 
@@ -37,7 +38,7 @@ impl PayoutStatus {
 pub struct Payout {
     /// Also the PayoutMade event's id and the payment system's idempotency key.
     pub id: String,
-    pub popug_id: String,
+    pub popug_id: PopugId,
     pub day: NaiveDate,
     pub amount: i64,
     /// What the popug's tasks earned that day.
@@ -72,7 +73,7 @@ impl From<PayoutRow> for Payout {
     fn from(row: PayoutRow) -> Self {
         Self {
             id: row.id,
-            popug_id: row.popug_id,
+            popug_id: PopugId(row.popug_id),
             day: row.day.parse().unwrap_or_default(),
             amount: row.amount,
             earned: row.earned,

@@ -54,7 +54,7 @@ impl AuditLogEntry {
     }
 
     async fn task_id(&self) -> Option<ID> {
-        self.0.task_id.clone().map(ID)
+        self.0.task_id.as_ref().map(|id| ID(id.0.clone()))
     }
 
     async fn task(&self, ctx: &Context<'_>) -> ApiResult<Option<TaskObject>> {
@@ -63,17 +63,17 @@ impl AuditLogEntry {
         };
         Ok(ctx
             .task_loader()
-            .load_one(TaskId(id.clone()))
+            .load_one(id.clone())
             .await?
             .map(TaskObject))
     }
 
     async fn popug_id(&self) -> ID {
-        ID(self.0.popug_id.clone())
+        ID(self.0.popug_id.0.clone())
     }
 
     async fn popug(&self, ctx: &Context<'_>) -> ApiResult<PopugObject> {
-        load_popug(ctx, &PopugId(self.0.popug_id.clone())).await
+        load_popug(ctx, &self.0.popug_id).await
     }
 }
 
@@ -105,7 +105,7 @@ impl AccountObject {
     ) -> ApiResult<Connection<String, AuditLogEntry>> {
         let (from, to) = ctx.payday().bounds(day.map(|d| d.0));
         let filter = LogFilter {
-            popug_id: Some(self.popug_id.0.clone()),
+            popug_id: Some(self.popug_id.clone()),
             from: Some(from),
             to: Some(to),
             ..LogFilter::default()
@@ -148,7 +148,7 @@ impl AccountingQuery {
                 "popug {popug_id} does not exist"
             )));
         }
-        let balance = ctx.ledger().balance(&popug_id.0).await?;
+        let balance = ctx.ledger().balance(&popug_id).await?;
         Ok(AccountObject { popug_id, balance })
     }
 
@@ -170,8 +170,8 @@ impl AccountingQuery {
             "read another popug's log",
         )?;
         let domain = LogFilter {
-            popug_id: popug_id.map(|p| p.0),
-            task_id: filter.task_id.map(|id| id.0),
+            popug_id,
+            task_id: filter.task_id.map(|id| TaskId(id.0)),
             kinds: filter
                 .kinds
                 .unwrap_or_default()
@@ -210,8 +210,6 @@ impl Loader<TaskId> for PriceLoader {
     type Error = Arc<AccountingError>;
 
     async fn load(&self, keys: &[TaskId]) -> Result<HashMap<TaskId, Prices>, Self::Error> {
-        let ids: Vec<String> = keys.iter().map(|k| k.0.clone()).collect();
-        let prices = self.0.prices(&ids).await.map_err(Arc::new)?;
-        Ok(prices.into_iter().map(|(id, p)| (TaskId(id), p)).collect())
+        self.0.prices(keys).await.map_err(Arc::new)
     }
 }

@@ -3,7 +3,7 @@
 use accounting_domain::{Completion, DayFigures, DayRange, PeriodTop};
 use async_graphql::{Context, Enum, ID, Object};
 use chrono::{DateTime, Utc};
-use task_domain::{Permission, PopugId, TaskId};
+use task_domain::Permission;
 
 use super::popug::PopugObject;
 use super::scalars::Date;
@@ -61,13 +61,13 @@ impl ExpensiveTask {
     async fn task(&self, ctx: &Context<'_>) -> ApiResult<Option<TaskObject>> {
         Ok(ctx
             .task_loader()
-            .load_one(TaskId(self.0.task_id.clone()))
+            .load_one(self.0.task_id.clone())
             .await?
             .map(TaskObject))
     }
 
     async fn task_id(&self) -> ID {
-        ID(self.0.task_id.clone())
+        ID(self.0.task_id.0.clone())
     }
 
     async fn reward(&self) -> i64 {
@@ -79,7 +79,7 @@ impl ExpensiveTask {
     }
 
     async fn completed_by(&self, ctx: &Context<'_>) -> ApiResult<PopugObject> {
-        load_popug(ctx, &PopugId(self.0.popug_id.clone())).await
+        load_popug(ctx, &self.0.popug_id).await
     }
 }
 

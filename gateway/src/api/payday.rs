@@ -82,7 +82,7 @@ impl PayoutObject {
     }
 
     async fn popug(&self, ctx: &Context<'_>) -> ApiResult<PopugObject> {
-        load_popug(ctx, &PopugId(self.0.popug_id.clone())).await
+        load_popug(ctx, &self.0.popug_id).await
     }
 
     /// The business day it closed.
@@ -144,7 +144,7 @@ impl MailObject {
     }
 
     async fn popug(&self, ctx: &Context<'_>) -> ApiResult<PopugObject> {
-        load_popug(ctx, &PopugId(self.0.popug_id.clone())).await
+        load_popug(ctx, &self.0.popug_id).await
     }
 
     async fn payout_id(&self) -> Option<ID> {
@@ -217,8 +217,7 @@ impl PaydayQuery {
             actor,
             filter.popug_id.map(|id| PopugId(id.0)),
             "see another popug's payouts",
-        )?
-        .map(|id| id.0);
+        )?;
         let request = page::request(first, after)?;
         let filter = QueueFilter {
             popug_id,
@@ -246,7 +245,7 @@ impl PaydayQuery {
         ctx.actor_may(Permission::Administer, "read the mailbox")?;
         let request = page::request(first, after)?;
         let filter = QueueFilter {
-            popug_id: popug_id.map(|id| id.0),
+            popug_id: popug_id.map(|id| PopugId(id.0)),
             ..QueueFilter::default()
         };
         let found = ctx.queues().mailbox(&filter, &request).await?;

@@ -42,8 +42,12 @@ pub(crate) async fn task_prices(ctx: &Context<'_>, id: &TaskId) -> ApiResult<Opt
         return Ok(loaded);
     }
     ctx.services().accounting.catch_up_to_now(PRICE_WAIT).await;
-    let ids = [id.0.clone()];
-    match ctx.ledger().prices(&ids).await?.remove(&id.0) {
+    match ctx
+        .ledger()
+        .prices(std::slice::from_ref(id))
+        .await?
+        .remove(id)
+    {
         Some(prices) => Ok(Some(prices)),
         None => Err(ApiError::AccountingPending),
     }

@@ -116,11 +116,11 @@ impl Delivery {
             .await;
 
         let mail = self.queues.claim_mail(CLAIM, &self.retry).await?;
-        let ids: Vec<PopugId> = mail.iter().map(|m| PopugId(m.popug_id.clone())).collect();
-        let addresses: HashMap<String, String> = match self.popugs.by_ids(&ids).await {
+        let ids: Vec<PopugId> = mail.iter().map(|m| m.popug_id.clone()).collect();
+        let addresses: HashMap<PopugId, String> = match self.popugs.by_ids(&ids).await {
             Ok(popugs) => popugs
                 .into_iter()
-                .filter_map(|p| Some((p.id.0, p.email?)))
+                .filter_map(|p| Some((p.id, p.email?)))
                 .collect(),
             Err(error) => {
                 tracing::warn!(%error, "cannot read popugs' addresses");

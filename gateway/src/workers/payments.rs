@@ -20,7 +20,7 @@ impl Payments {
             Self::Http { client, url } => {
                 let body = serde_json::json!({
                     "payoutId": payout.id,
-                    "popugId": payout.popug_id,
+                    "popugId": payout.popug_id.as_str(),
                     "day": payout.day.to_string(),
                     "amount": payout.amount,
                 });
