@@ -17,8 +17,14 @@ use ates_events::outbox;
 use ates_events::payout::PayoutMade;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use futures::TryStreamExt as _;
-use sqlx::{AnyConnection, FromRow};
+use sqlx::AnyConnection;
 use uuid::Uuid;
+
+mod closes;
+mod mail;
+
+pub use closes::DayClose;
+use mail::payout_mail;
 
 use crate::{AccountingError, Calendar, EntryKind};
 
@@ -36,38 +42,6 @@ pub(crate) const NEGATIVE_AT_END: &str = "SELECT COUNT(*) FROM accounts acc \
                 WHERE logged_at >= $1 AND kind <> 'PAYOUT' GROUP BY popug_id) l \
             ON l.popug_id = acc.popug_id \
      WHERE acc.balance - COALESCE(l.later, 0) < 0";
-
-/// A closed business day and what its close paid.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DayClose {
-    pub day: NaiveDate,
-    pub closed_at: DateTime<Utc>,
-    pub payout_count: i64,
-    pub paid_total: i64,
-    /// Popugs whose balance was below zero at the day's end.
-    pub negative_count: i64,
-}
-
-#[derive(FromRow)]
-struct DayCloseRow {
-    day: String,
-    closed_at: i64,
-    payout_count: i64,
-    paid_total: i64,
-    negative_count: i64,
-}
-
-impl From<DayCloseRow> for DayClose {
-    fn from(row: DayCloseRow) -> Self {
-        Self {
-            day: row.day.parse().unwrap_or_default(),
-            closed_at: ates_db::from_micros(row.closed_at),
-            payout_count: row.payout_count,
-            paid_total: row.paid_total,
-            negative_count: row.negative_count,
-        }
-    }
-}
 
 /// Closes business days.
 #[derive(Clone)]
@@ -195,35 +169,6 @@ impl Payday {
         Ok(first
             .map(|first| first.iter_days().take_while(|day| *day <= last).collect())
             .unwrap_or_default())
-    }
-
-    /// The close of a day, if it is closed.
-    pub async fn day_close(&self, day: NaiveDate) -> Result<Option<DayClose>, AccountingError> {
-        let row: Option<DayCloseRow> = sqlx::query_as(
-            "SELECT day, closed_at, payout_count, paid_total, negative_count \
-             FROM day_closes WHERE day = $1",
-        )
-        .bind(day.to_string())
-        .fetch_optional(self.db.pool())
-        .await?;
-        Ok(row.map(DayClose::from))
-    }
-
-    /// Closes of the days in `[from, to]`, oldest first.
-    pub async fn day_closes(
-        &self,
-        from: NaiveDate,
-        to: NaiveDate,
-    ) -> Result<Vec<DayClose>, AccountingError> {
-        let rows: Vec<DayCloseRow> = sqlx::query_as(
-            "SELECT day, closed_at, payout_count, paid_total, negative_count \
-             FROM day_closes WHERE day >= $1 AND day <= $2 ORDER BY day",
-        )
-        .bind(from.to_string())
-        .bind(to.to_string())
-        .fetch_all(self.db.pool())
-        .await?;
-        Ok(rows.into_iter().map(DayClose::from).collect())
     }
 
     /// Pays out every positive balance at the end of `day`, then marks the day closed.
@@ -479,16 +424,4 @@ impl Payday {
             .await?
             .ok_or_else(|| AccountingError::Storage(sqlx::Error::RowNotFound))
     }
-}
-
-/// The message that tells a popug about its payout.
-fn payout_mail(day: NaiveDate, earned: i64, paid: i64) -> (String, String) {
-    let subject = format!("Your aTES payout for {day}");
-    let body = format!(
-        "Hello,\n\n\
-         on {day} your tasks earned {earned} (rewards less assignment fees).\n\
-         At the end of the day your balance of {paid} was paid out to you.\n\n\
-         UberPopug Inc. accounting\n"
-    );
-    (subject, body)
 }
