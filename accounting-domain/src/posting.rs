@@ -262,16 +262,7 @@ pub(crate) async fn post(
         .into_iter()
         .flat_map(|(popug, amount)| [Value::from(popug), amount.into()])
         .collect();
-    if !moves.is_empty() {
-        ates_db::insert_rows(
-            conn,
-            "INSERT INTO accounts (popug_id, balance) VALUES",
-            "ON CONFLICT (popug_id) DO UPDATE SET balance = accounts.balance + excluded.balance",
-            2,
-            moves,
-        )
-        .await?;
-    }
+    move_balances(conn, moves).await?;
     Ok(Posted {
         applied: fresh.len(),
         through,
@@ -337,4 +328,24 @@ async fn balances_in(
         found.extend(rows);
     }
     Ok(found)
+}
+
+/// Adds to balances, two values each (popug id, amount), opening the accounts not seen yet.
+/// The one way a balance changes.
+pub(crate) async fn move_balances(
+    conn: &mut AnyConnection,
+    moves: Vec<Value>,
+) -> Result<(), sqlx::Error> {
+    if moves.is_empty() {
+        return Ok(());
+    }
+    ates_db::insert_rows(
+        conn,
+        "INSERT INTO accounts (popug_id, balance) VALUES",
+        "ON CONFLICT (popug_id) DO UPDATE SET balance = accounts.balance + excluded.balance",
+        2,
+        moves,
+    )
+    .await?;
+    Ok(())
 }

@@ -379,14 +379,7 @@ impl Payday {
             mail,
         )
         .await?;
-        ates_db::insert_rows(
-            conn,
-            "INSERT INTO accounts (popug_id, balance) VALUES",
-            "ON CONFLICT (popug_id) DO UPDATE SET balance = accounts.balance + excluded.balance",
-            2,
-            moves,
-        )
-        .await?;
+        crate::posting::move_balances(conn, moves).await?;
         outbox::append(conn, &events).await?;
         Ok(())
     }

@@ -3,7 +3,6 @@
 
 #![allow(dead_code)] // each test file uses its own part of this
 
-use std::path::Path;
 use std::sync::Arc;
 
 use ates_db::{Clock, Db, Value};
@@ -58,14 +57,6 @@ impl Store {
             _dir: dir,
             dropped,
         }
-    }
-
-    pub fn set_clock(&self, now: &str) {
-        std::fs::write(self._dir.path().join("clock"), now).expect("clock");
-    }
-
-    pub fn dir(&self) -> &Path {
-        self._dir.path()
     }
 
     /// Drops the PostgreSQL database (SQLite's file goes with the folder).
