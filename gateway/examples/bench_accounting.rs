@@ -37,10 +37,10 @@ async fn main() -> anyhow::Result<()> {
 
 async fn bench(backend: &str, url: &str, data_dir: &std::path::Path) -> anyhow::Result<()> {
     let mut config = Config::defaults()?;
-    config.database_url = Some(url.to_owned());
-    config.listen = "127.0.0.1:0".parse()?;
-    config.data_dir = data_dir.to_path_buf();
-    config.jwt_secret = Some(SECRET.into());
+    config.database.database_url = Some(url.to_owned());
+    config.server.listen = "127.0.0.1:0".parse()?;
+    config.server.data_dir = data_dir.to_path_buf();
+    config.auth.jwt_secret = Some(SECRET.into());
     let app = App::build(&config).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let endpoint = format!("http://{}/graphql", listener.local_addr()?);

@@ -60,10 +60,13 @@ fn summary(took: &mut [Duration]) -> String {
 }
 
 async fn bench(backend: &str, url: &str, data_dir: &std::path::Path) -> anyhow::Result<()> {
-    let with = support::serve(url, data_dir, |config| config.mutations_per_second = 0).await?;
+    let with = support::serve(url, data_dir, |config| {
+        config.limits.mutations_per_second = 0
+    })
+    .await?;
     let without = support::serve(url, data_dir, |config| {
-        config.mutations_per_second = 0;
-        config.metrics = false;
+        config.limits.mutations_per_second = 0;
+        config.server.metrics = false;
     })
     .await?;
     let token = support::token("worker", "bench", "bench")?;

@@ -273,11 +273,11 @@ fn validation(algorithm: Algorithm, config: &Config) -> Validation {
     validation.validate_nbf = true;
     // A configured issuer or audience must be present, not merely right when present.
     let mut required = vec!["exp", "sub"];
-    if let Some(issuer) = &config.jwt_issuer {
+    if let Some(issuer) = &config.auth.jwt_issuer {
         validation.set_issuer(&[issuer]);
         required.push("iss");
     }
-    match &config.jwt_audience {
+    match &config.auth.jwt_audience {
         Some(audience) => {
             validation.set_audience(&[audience]);
             required.push("aud");
@@ -290,11 +290,11 @@ fn validation(algorithm: Algorithm, config: &Config) -> Validation {
 
 /// The HS256 secret: configured, or a development secret kept in the data folder.
 pub fn load_or_create_dev_secret(config: &Config) -> anyhow::Result<(Vec<u8>, bool)> {
-    if let Some(secret) = &config.jwt_secret {
+    if let Some(secret) = &config.auth.jwt_secret {
         return Ok((secret.as_bytes().to_vec(), false));
     }
     config.ensure_data_dir()?;
-    let path = config.data_dir.join("dev-jwt-secret");
+    let path = config.server.data_dir.join("dev-jwt-secret");
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let existing = existing.trim();
         if !existing.is_empty() {

@@ -144,8 +144,8 @@ async fn main() -> anyhow::Result<()> {
                 name: Some(name),
                 email,
                 role: Some(role),
-                iss: cli.config.jwt_issuer.clone(),
-                aud: cli.config.jwt_audience.clone(),
+                iss: cli.config.auth.jwt_issuer.clone(),
+                aud: cli.config.auth.jwt_audience.clone(),
             };
             let token = auth.sign(&claims).context(
                 "tokens are verified with a public key here: the auth service issues them",
@@ -160,7 +160,7 @@ async fn close_day(config: Config, day: Option<chrono::NaiveDate>) -> anyhow::Re
     let db = gateway::connect(&config).await?;
     db.migrate().await?;
     let payday = accounting_domain::Payday::new(db, gateway::calendar(&config)?)
-        .with_batch(config.close_batch);
+        .with_batch(config.payday.close_batch);
     let last = match day {
         Some(day) => day,
         None => payday
@@ -203,17 +203,17 @@ fn init_logs(format: LogFormat) {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    init_logs(config.log_format);
+    init_logs(config.server.log_format);
     let app = App::build(&config).await?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     if app.dev_secret {
         tracing::warn!(
             "NO ATES_JWT_SECRET CONFIGURED: tokens are checked against a development secret \
              generated in {}. Set ATES_JWT_SECRET to the auth service's secret in production.",
-            config.data_dir.join("dev-jwt-secret").display()
+            config.server.data_dir.join("dev-jwt-secret").display()
         );
     }
     println!("aTES gateway on http://{addr}");
@@ -223,7 +223,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // SIGTERM: /readyz turns 503 and sockets are told to go away; after the delay no new
     // connection is taken, and requests in flight have the grace period to finish.
     let (stopping, stopped) = tokio::sync::oneshot::channel();
-    let delay = Duration::from_millis(config.shutdown_delay_ms);
+    let delay = Duration::from_millis(config.server.shutdown_delay_ms);
     let router = app.router();
     let server = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
@@ -238,7 +238,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let _ = stopping.send(());
         })
         .into_future();
-    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     tokio::select! {
         served = server => served?,
         () = async {

@@ -44,11 +44,11 @@ impl App {
         let db = connect(config).await?;
         db.migrate().await?;
         let mut ledger = Ledger::new(db.clone());
-        if config.ledger_batch > 0 {
-            ledger = ledger.with_batch(config.ledger_batch);
+        if config.payday.ledger_batch > 0 {
+            ledger = ledger.with_batch(config.payday.ledger_batch);
         }
         let accounting = Accounting::spawn(ledger);
-        let feed = Feed::start(db.clone(), config.feed_capacity).await?;
+        let feed = Feed::start(db.clone(), config.limits.feed_capacity).await?;
         let revocations = Revocations::new();
         let popugs = Popugs::new(db.clone());
         if db.backend() == Backend::Postgres {
@@ -72,21 +72,21 @@ impl App {
             ));
         }
         let auth_events = AuthEvents::new(popugs.clone(), revocations.clone());
-        if config.metrics {
+        if config.server.metrics {
             crate::metrics::handle();
         }
-        let relays = config.nats_url.is_some();
+        let relays = config.broker.nats_url.is_some();
         if let Some(broker) = Broker::from_config(config) {
             tracing::info!(url = %config::redact_url(&broker.url), stream = %broker.stream, "publishing events to NATS JetStream");
             broker.start(db.clone(), auth_events.clone()).await?;
         }
-        let payday = Payday::new(db.clone(), calendar).with_batch(config.close_batch);
+        let payday = Payday::new(db.clone(), calendar).with_batch(config.payday.close_batch);
         let queues = Queues::new(db.clone());
         let delivery = Delivery::from_config(config, queues.clone(), popugs.clone())?.spawn();
         day_close::spawn(
             payday.clone(),
             Arc::clone(&delivery),
-            Duration::from_secs(config.close_check_secs.max(1)),
+            Duration::from_secs(config.payday.close_check_secs.max(1)),
         );
         let services = Services {
             tracker: Tracker::new(db.clone(), popugs.clone()),
@@ -103,13 +103,13 @@ impl App {
                 schema: api::build_schema(
                     services.clone(),
                     QueryLimits {
-                        depth: config.max_query_depth,
-                        complexity: config.max_query_complexity,
+                        depth: config.limits.max_query_depth,
+                        complexity: config.limits.max_query_complexity,
                         shape: ShapeLimits {
-                            query_bytes: config.max_query_bytes,
-                            aliases: config.max_aliases,
-                            root_fields: config.max_root_fields,
-                            fields: config.max_fields,
+                            query_bytes: config.limits.max_query_bytes,
+                            aliases: config.limits.max_aliases,
+                            root_fields: config.limits.max_root_fields,
+                            fields: config.limits.max_fields,
                         },
                         introspection: config.introspection_enabled(),
                     },
@@ -117,24 +117,25 @@ impl App {
                 sessions: Sessions::new(auth, services.popugs.clone()),
                 services,
                 db,
-                rate_limiter: Arc::new(RateLimiter::new(config.mutations_per_second)),
+                rate_limiter: Arc::new(RateLimiter::new(config.limits.mutations_per_second)),
                 auth_events,
                 auth_events_secret: config
+                    .auth
                     .auth_events_secret
                     .as_deref()
                     .map(|secret| Arc::from(secret.as_bytes())),
                 revocations,
                 shutdown: Arc::new(watch::channel(false).0),
-                metrics: config.metrics,
+                metrics: config.server.metrics,
                 relays,
                 limits: Limits {
-                    max_body_bytes: config.max_body_bytes,
-                    max_query_bytes: config.max_query_bytes,
-                    allow_batch: config.allow_batch,
-                    request_timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
+                    max_body_bytes: config.limits.max_body_bytes,
+                    max_query_bytes: config.limits.max_query_bytes,
+                    allow_batch: config.limits.allow_batch,
+                    request_timeout: Duration::from_secs(config.limits.request_timeout_secs.max(1)),
                     max_ws_message: 64 * 1024,
-                    ws_init_timeout: Duration::from_secs(config.ws_init_timeout_secs),
-                    max_subscriptions: config.ws_max_subscriptions,
+                    ws_init_timeout: Duration::from_secs(config.limits.ws_init_timeout_secs),
+                    max_subscriptions: config.limits.ws_max_subscriptions,
                 },
             },
             dev_secret,
@@ -156,10 +157,10 @@ impl App {
 /// The database the configuration names, stamping time by the configured clock. Migrations
 /// are the caller's to run.
 pub async fn connect(config: &Config) -> anyhow::Result<Db> {
-    if config.database_url.is_none() {
+    if config.database.database_url.is_none() {
         config.ensure_data_dir()?;
     }
-    let clock = match &config.clock_file {
+    let clock = match &config.server.clock_file {
         None => Clock::System,
         Some(path) => {
             let clock = Clock::File(Arc::new(path.clone()));
@@ -173,8 +174,8 @@ pub async fn connect(config: &Config) -> anyhow::Result<Db> {
     };
     Ok(Db::connect_with(
         &config.database_url(),
-        config.db_max_connections,
-        Duration::from_millis(config.db_acquire_timeout_ms.max(1)),
+        config.database.db_max_connections,
+        Duration::from_millis(config.database.db_acquire_timeout_ms.max(1)),
     )
     .await?
     .with_clock(clock))
@@ -182,28 +183,28 @@ pub async fn connect(config: &Config) -> anyhow::Result<Db> {
 
 /// The business calendar of the configured time zone.
 pub fn calendar(config: &Config) -> anyhow::Result<Calendar> {
-    Calendar::new(&config.timezone).with_context(|| {
+    Calendar::new(&config.payday.timezone).with_context(|| {
         format!(
             "ATES_TIMEZONE: {:?} is not an IANA time zone",
-            config.timezone
+            config.payday.timezone
         )
     })
 }
 
 /// The verifier the configuration asks for, and whether it uses a development secret.
 pub fn authenticator(config: &Config) -> anyhow::Result<(Authenticator, bool)> {
-    if let Some(url) = &config.jwks_url {
-        if config.jwt_public_key.is_some() {
+    if let Some(url) = &config.auth.jwks_url {
+        if config.auth.jwt_public_key.is_some() {
             anyhow::bail!("ATES_JWKS_URL and ATES_JWT_PUBLIC_KEY are both set: set one");
         }
         let jwks = Jwks::new(
             url.clone(),
-            Duration::from_millis(config.jwks_min_refresh_ms),
-            Duration::from_secs(config.jwks_max_age_secs.max(1)),
+            Duration::from_millis(config.auth.jwks_min_refresh_ms),
+            Duration::from_secs(config.auth.jwks_max_age_secs.max(1)),
         );
         return Ok((Authenticator::jwks(jwks, config), false));
     }
-    if let Some(pem) = &config.jwt_public_key {
+    if let Some(pem) = &config.auth.jwt_public_key {
         return Ok((Authenticator::rs256(pem, config)?, false));
     }
     let (secret, generated) = auth::load_or_create_dev_secret(config)?;

@@ -85,10 +85,10 @@ async fn rs256_tokens_are_checked_thoroughly() {
     .expect("an RSA key");
     let database = crate::helpers::TestDatabase::sqlite().await;
     let app = TestApp::start_with(database, |config| {
-        config.jwt_secret = None;
-        config.jwt_public_key = Some(fixtures.join("test-rsa-public.pem"));
-        config.jwt_issuer = Some("https://auth.uberpopug.test".into());
-        config.jwt_audience = Some("ates".into());
+        config.auth.jwt_secret = None;
+        config.auth.jwt_public_key = Some(fixtures.join("test-rsa-public.pem"));
+        config.auth.jwt_issuer = Some("https://auth.uberpopug.test".into());
+        config.auth.jwt_audience = Some("ates".into());
     })
     .await;
     let now = Utc::now().timestamp();

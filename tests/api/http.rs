@@ -272,7 +272,7 @@ async fn batches_are_refused(app: TestApp) {
 
     // Enabled by configuration, a batch answers with an array.
     let database = TestDatabase::sqlite().await;
-    let batching = TestApp::start_with(database, |config| config.allow_batch = true).await;
+    let batching = TestApp::start_with(database, |config| config.limits.allow_batch = true).await;
     let bob = batching.user("worker", "bob").await;
     let (status, _, body) = post_raw(
         &batching,
@@ -381,7 +381,7 @@ async fn shape_limits_hold_both_ways(app: TestApp) {
 }
 
 async fn mutations_are_rate_limited_per_popug(database: TestDatabase) {
-    let app = TestApp::start_with(database, |config| config.mutations_per_second = 20).await;
+    let app = TestApp::start_with(database, |config| config.limits.mutations_per_second = 20).await;
     let bob = app.user("worker", "bob").await;
     let eve = app.user("worker", "eve").await;
     let complete = r#"{"query":"mutation { completeTask(id: \"no-such-task\") { id } }"}"#;
@@ -420,7 +420,7 @@ async fn mutations_are_rate_limited_per_popug(database: TestDatabase) {
 async fn production_mode_hides_the_schema() {
     let database = TestDatabase::sqlite().await;
     let app = TestApp::start_with(database, |config| {
-        config.env = gateway::config::Environment::Production;
+        config.server.env = gateway::config::Environment::Production;
     })
     .await;
     let bob = app.user("worker", "bob").await;
@@ -454,8 +454,8 @@ async fn production_mode_hides_the_schema() {
 /// A gateway with one database connection, which gives up waiting for it after 300 ms.
 async fn one_connection(database: TestDatabase) -> TestApp {
     TestApp::start_with(database, |config| {
-        config.db_max_connections = 1;
-        config.db_acquire_timeout_ms = 300;
+        config.database.db_max_connections = 1;
+        config.database.db_acquire_timeout_ms = 300;
     })
     .await
 }
@@ -571,7 +571,7 @@ async fn hold_popugs(app: &TestApp) -> sqlx::pool::PoolConnection<sqlx::Any> {
 
 /// A request stuck behind a lock is stopped at its time limit with 503 `TIMEOUT`.
 async fn a_request_over_its_time_gets_503(database: TestDatabase) {
-    let app = TestApp::start_with(database, |config| config.request_timeout_secs = 1).await;
+    let app = TestApp::start_with(database, |config| config.limits.request_timeout_secs = 1).await;
     let slow = app.user("worker", "slow").await;
     let mut lock = hold_popugs(&app).await;
     let started = Instant::now();

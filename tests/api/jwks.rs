@@ -82,8 +82,8 @@ async fn jwks_keys_rotate_and_unknown_kids_are_rate_limited(database: TestDataba
     let url = keys.start().await;
     // The default interval: at most one fetch per 10 s for unknown kids.
     let app = TestApp::start_with(database, |config| {
-        config.jwt_secret = None;
-        config.jwks_url = Some(url);
+        config.auth.jwt_secret = None;
+        config.auth.jwks_url = Some(url);
     })
     .await;
     let started = Instant::now();

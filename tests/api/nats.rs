@@ -63,11 +63,11 @@ impl Names {
     }
 
     fn configure(&self, url: &str, config: &mut gateway::Config) {
-        config.nats_url = Some(url.to_owned());
-        config.nats_stream = self.stream.clone();
-        config.nats_subject_prefix = self.prefix.clone();
-        config.nats_auth_subject = self.auth_subject.clone();
-        config.nats_auth_stream = self.auth_stream.clone();
+        config.broker.nats_url = Some(url.to_owned());
+        config.broker.nats_stream = self.stream.clone();
+        config.broker.nats_subject_prefix = self.prefix.clone();
+        config.broker.nats_auth_subject = self.auth_subject.clone();
+        config.broker.nats_auth_stream = self.auth_stream.clone();
     }
 }
 

@@ -139,7 +139,10 @@ async fn postgres_readyz_turns_503_when_the_database_is_gone() {
     };
     let admin_url = std::env::var("TEST_DATABASE_URL").unwrap();
     let name = database.url.rsplit('/').next().unwrap().to_owned();
-    let app = TestApp::start_with(database, |config| config.db_acquire_timeout_ms = 500).await;
+    let app = TestApp::start_with(database, |config| {
+        config.database.db_acquire_timeout_ms = 500
+    })
+    .await;
     let ready = || async { reqwest::get(app.url("/readyz")).await.unwrap().status() };
     assert_eq!(ready().await, 200);
     app.db.pool().close().await;

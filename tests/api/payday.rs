@@ -46,9 +46,9 @@ async fn app_with_fakes_at(
 ) -> TestApp {
     let clock = database.set_clock(at);
     TestApp::start_with_fakes(database, fakes, |config| {
-        config.clock_file = Some(clock);
-        config.close_check_secs = 3600;
-        config.delivery_backoff_ms = 20;
+        config.server.clock_file = Some(clock);
+        config.payday.close_check_secs = 3600;
+        config.payday.delivery_backoff_ms = 20;
         adjust(config);
     })
     .await
@@ -319,7 +319,7 @@ async fn missed_days_close_by_themselves_oldest_first_with_exact_figures(databas
     let db = database.connect().await;
     seed(&db, WEEK).await;
     let app = app_at(database, "2026-03-04T10:00:00Z", |config| {
-        config.close_check_secs = 1;
+        config.payday.close_check_secs = 1;
     })
     .await;
     wait_for_count(&app.db, "SELECT COUNT(*) FROM day_closes", 3).await;
@@ -515,7 +515,7 @@ async fn payment_system_failing_twice_then_succeeding(database: TestDatabase) {
         ..WantedFakes::default()
     };
     let app = one_payout_due(database, fakes, |config| {
-        config.delivery_max_attempts = 5;
+        config.payday.delivery_max_attempts = 5;
     })
     .await;
     let payments = app.fakes.payments.as_ref().expect("a payment system");
@@ -549,7 +549,7 @@ async fn failed_payout_is_retried_by_admin(database: TestDatabase) {
         ..WantedFakes::default()
     };
     let app = one_payout_due(database, fakes, |config| {
-        config.delivery_max_attempts = 3;
+        config.payday.delivery_max_attempts = 3;
     })
     .await;
     let payments = app.fakes.payments.as_ref().expect("a payment system");

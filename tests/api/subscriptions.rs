@@ -296,7 +296,7 @@ async fn postgres_a_subscriber_that_falls_behind_is_told_where_to_resume() {
 }
 
 async fn a_subscriber_that_falls_behind_is_told_where_to_resume(database: TestDatabase) {
-    let app = TestApp::start_with(database, |c| c.feed_capacity = 8).await;
+    let app = TestApp::start_with(database, |c| c.limits.feed_capacity = 8).await;
     let manager = app.user("manager", "mark").await;
     let bob = app.user("worker", "bob").await;
     for i in 0..40 {
@@ -428,8 +428,10 @@ async fn the_graphql_ws_client_library_subscribes() {
 /// A socket that never sends `connection_init` is closed with 4408 after the configured time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_that_never_initialises_is_closed() {
-    let app =
-        TestApp::start_with(TestDatabase::sqlite().await, |c| c.ws_init_timeout_secs = 1).await;
+    let app = TestApp::start_with(TestDatabase::sqlite().await, |c| {
+        c.limits.ws_init_timeout_secs = 1
+    })
+    .await;
     let mut ws = app.ws("graphql-transport-ws").await;
     let started = std::time::Instant::now();
     assert_eq!(ws.close_code(Duration::from_secs(3)).await, Some(4408));

@@ -58,9 +58,9 @@ pub async fn serve(
     adjust: impl FnOnce(&mut Config),
 ) -> anyhow::Result<SocketAddr> {
     let mut config = Config::defaults()?;
-    config.database_url = Some(url.to_owned());
-    config.data_dir = data_dir.to_path_buf();
-    config.jwt_secret = Some(SECRET.into());
+    config.database.database_url = Some(url.to_owned());
+    config.server.data_dir = data_dir.to_path_buf();
+    config.auth.jwt_secret = Some(SECRET.into());
     adjust(&mut config);
     let app = App::build(&config).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -1,20 +1,48 @@
-//! Configuration from flags and `ATES_*` variables.
+//! Configuration from flags, `ATES_*` variables and a TOML file.
+//!
+//! The settings come in sections (`config.limits.max_query_depth`), each a `clap::Args`
+//! flattened into [`Config`]. A setting has one name everywhere: its field, its flag
+//! (`--max-query-depth`), its key in the file and in `gateway config` (`max_query_depth`), and
+//! its variable (`ATES_MAX_QUERY_DEPTH`), so the sections change no name a user sees.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 
+mod describe;
 mod file;
 
+pub use describe::redact_url;
 pub use file::read_file;
 
-#[derive(Debug, Clone, clap::Args)]
+/// Every setting of the gateway.
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
 pub struct Config {
-    /// `postgres://…` or `sqlite://…`; a SQLite file in the data folder when unset.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub server: Server,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub database: Database,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub auth: Auth,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub broker: Broker,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub limits: Limits,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub payday: Payday,
+}
 
+/// Where and how the gateway serves, logs and stops.
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+#[command(next_help_heading = "Serving")]
+pub struct Server {
     /// Address to serve on.
     #[arg(long, env = "ATES_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -23,8 +51,64 @@ pub struct Config {
     #[arg(long, env = "ATES_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
+    /// `development` or `production`: production turns introspection and field suggestions
+    /// off unless `ATES_INTROSPECTION` says otherwise.
+    #[arg(long, env = "ATES_ENV", value_enum, default_value_t = Environment::Development)]
+    pub env: Environment,
+
+    /// Whether clients may introspect the schema (and get "did you mean" suggestions).
+    #[arg(long, env = "ATES_INTROSPECTION", action = clap::ArgAction::Set)]
+    pub introspection: Option<bool>,
+
+    /// `text` (for a terminal) or `json` (one JSON object per line, for a log collector).
+    #[arg(long, env = "ATES_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Serve `GET /metrics` (Prometheus text) and record what it shows.
+    #[arg(long, env = "ATES_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics: bool,
+
+    /// After SIGTERM: how long `/readyz` answers 503 while requests are still taken, so that
+    /// the load balancer stops sending new ones, in milliseconds.
+    #[arg(long, env = "ATES_SHUTDOWN_DELAY_MS", default_value_t = 1000)]
+    pub shutdown_delay_ms: u64,
+
+    /// After SIGTERM and the delay: how long requests in flight may take to finish before
+    /// the process stops anyway.
+    #[arg(long, env = "ATES_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+
+    /// A file holding the instant (RFC 3339) the gateway takes as now, for tests and rehearsals
+    /// of a day close. Never in production.
+    #[arg(long, env = "ATES_CLOCK_FILE")]
+    pub clock_file: Option<PathBuf>,
+}
+
+/// The store and its connection pool.
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+#[command(next_help_heading = "Database")]
+pub struct Database {
+    /// `postgres://…` or `sqlite://…`; a SQLite file in the data folder when unset.
+    #[arg(long, env = "DATABASE_URL")]
+    #[serde(serialize_with = "describe::url")]
+    pub database_url: Option<String>,
+
+    /// Database connections in the pool.
+    #[arg(long, env = "ATES_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+
+    /// Milliseconds a request waits for a free database connection before it gets 503.
+    #[arg(long, env = "ATES_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 3000)]
+    pub db_acquire_timeout_ms: u64,
+}
+
+/// How tokens are verified, and who may post auth events.
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+#[command(next_help_heading = "Authentication")]
+pub struct Auth {
     /// HS256 secret shared with the auth service; a development secret is generated when unset.
     #[arg(long, env = "ATES_JWT_SECRET", hide_env_values = true)]
+    #[serde(serialize_with = "describe::secret")]
     pub jwt_secret: Option<String>,
 
     /// PEM file of the auth service's RS256 public key; switches verification to RS256.
@@ -45,15 +129,30 @@ pub struct Config {
     #[arg(long, env = "ATES_JWKS_MAX_AGE_SECS", default_value_t = 300)]
     pub jwks_max_age_secs: u64,
 
+    /// Required `iss` of tokens, when set.
+    #[arg(long, env = "ATES_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` of tokens, when set.
+    #[arg(long, env = "ATES_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
     /// Shared secret of `POST /auth/events`: the auth service signs each body with HMAC-SHA256
     /// and sends `X-Ates-Signature: sha256=<hex>`. A token with the `service` role is accepted
     /// too.
     #[arg(long, env = "ATES_AUTH_EVENTS_SECRET", hide_env_values = true)]
+    #[serde(serialize_with = "describe::secret")]
     pub auth_events_secret: Option<String>,
+}
 
+/// NATS JetStream: our events out, the auth service's in.
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+#[command(next_help_heading = "Broker")]
+pub struct Broker {
     /// NATS server (`nats://host:4222`): our events are published to JetStream and the auth
     /// service's are consumed from it. Without it the gateway works alone.
     #[arg(long, env = "ATES_NATS_URL")]
+    #[serde(serialize_with = "describe::url")]
     pub nats_url: Option<String>,
 
     /// JetStream stream our events are published to (created when missing).
@@ -75,34 +174,19 @@ pub struct Config {
     /// Durable consumer name the replicas share on the auth stream.
     #[arg(long, env = "ATES_NATS_DURABLE", default_value = "ates-gateway")]
     pub nats_durable: String,
+}
 
-    /// Required `iss` of tokens, when set.
-    #[arg(long, env = "ATES_JWT_ISSUER")]
-    pub jwt_issuer: Option<String>,
-
-    /// Required `aud` of tokens, when set.
-    #[arg(long, env = "ATES_JWT_AUDIENCE")]
-    pub jwt_audience: Option<String>,
-
-    /// IANA zone of the business day.
-    #[arg(long, env = "ATES_TIMEZONE", default_value = "UTC")]
-    pub timezone: String,
-
-    /// Seconds a WebSocket may take to send `connection_init`.
-    #[arg(long, env = "ATES_WS_INIT_TIMEOUT_SECS", default_value_t = 10)]
-    pub ws_init_timeout_secs: u64,
-
-    /// Subscriptions one WebSocket may hold.
-    #[arg(long, env = "ATES_WS_MAX_SUBSCRIPTIONS", default_value_t = 20)]
-    pub ws_max_subscriptions: usize,
-
-    /// Events a subscriber may fall behind before it is told to resume.
-    #[arg(long, env = "ATES_FEED_CAPACITY", default_value_t = 4096)]
-    pub feed_capacity: usize,
-
+/// Bounds on what one client may send or hold.
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+#[command(next_help_heading = "Limits")]
+pub struct Limits {
     /// Largest request body accepted, in bytes; larger ones get 413.
     #[arg(long, env = "ATES_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Longest query text accepted, in bytes (variables are not counted).
+    #[arg(long, env = "ATES_MAX_QUERY_BYTES", default_value_t = 16 * 1024)]
+    pub max_query_bytes: usize,
 
     /// Deepest selection a query may have.
     #[arg(long, env = "ATES_MAX_QUERY_DEPTH", default_value_t = 15)]
@@ -111,27 +195,6 @@ pub struct Config {
     /// Largest query complexity: fields, weighted by `first` of the pages they sit in.
     #[arg(long, env = "ATES_MAX_QUERY_COMPLEXITY", default_value_t = 5000)]
     pub max_query_complexity: usize,
-
-    /// Database connections in the pool.
-    #[arg(long, env = "ATES_DB_MAX_CONNECTIONS", default_value_t = 16)]
-    pub db_max_connections: u32,
-
-    /// Milliseconds a request waits for a free database connection before it gets 503.
-    #[arg(long, env = "ATES_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 3000)]
-    pub db_acquire_timeout_ms: u64,
-
-    /// `development` or `production`: production turns introspection and field suggestions
-    /// off unless `ATES_INTROSPECTION` says otherwise.
-    #[arg(long, env = "ATES_ENV", value_enum, default_value_t = Environment::Development)]
-    pub env: Environment,
-
-    /// Whether clients may introspect the schema (and get "did you mean" suggestions).
-    #[arg(long, env = "ATES_INTROSPECTION", action = clap::ArgAction::Set)]
-    pub introspection: Option<bool>,
-
-    /// Longest query text accepted, in bytes (variables are not counted).
-    #[arg(long, env = "ATES_MAX_QUERY_BYTES", default_value_t = 16 * 1024)]
-    pub max_query_bytes: usize,
 
     /// Aliases a query may use (fragments expanded).
     #[arg(long, env = "ATES_MAX_ALIASES", default_value_t = 30)]
@@ -157,6 +220,32 @@ pub struct Config {
     #[arg(long, env = "ATES_MUTATIONS_PER_SECOND", default_value_t = 20)]
     pub mutations_per_second: u32,
 
+    /// Seconds a WebSocket may take to send `connection_init`.
+    #[arg(long, env = "ATES_WS_INIT_TIMEOUT_SECS", default_value_t = 10)]
+    pub ws_init_timeout_secs: u64,
+
+    /// Subscriptions one WebSocket may hold.
+    #[arg(long, env = "ATES_WS_MAX_SUBSCRIPTIONS", default_value_t = 20)]
+    pub ws_max_subscriptions: usize,
+
+    /// Events a subscriber may fall behind before it is told to resume.
+    #[arg(long, env = "ATES_FEED_CAPACITY", default_value_t = 4096)]
+    pub feed_capacity: usize,
+}
+
+/// The business day, the ledger, the day close and the delivery of payouts and mail.
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+#[command(next_help_heading = "Accounting and payday")]
+pub struct Payday {
+    /// IANA zone of the business day.
+    #[arg(long, env = "ATES_TIMEZONE", default_value = "UTC")]
+    pub timezone: String,
+
+    /// Outbox events accounting applies per transaction; 0 chooses by backend (5000 on
+    /// PostgreSQL, 1000 on SQLite, whose one writer waits for each batch).
+    #[arg(long, env = "ATES_LEDGER_BATCH", default_value_t = 0)]
+    pub ledger_batch: i64,
+
     /// Seconds between the day-close scheduler's looks at the calendar.
     #[arg(long, env = "ATES_CLOSE_CHECK_SECS", default_value_t = 30)]
     pub close_check_secs: u64,
@@ -165,14 +254,10 @@ pub struct Config {
     #[arg(long, env = "ATES_CLOSE_BATCH", default_value_t = 1000)]
     pub close_batch: i64,
 
-    /// Outbox events accounting applies per transaction; 0 chooses by backend (5000 on
-    /// PostgreSQL, 1000 on SQLite, whose one writer waits for each batch).
-    #[arg(long, env = "ATES_LEDGER_BATCH", default_value_t = 0)]
-    pub ledger_batch: i64,
-
     /// Where payouts are sent (HTTP POST, the payout id as `Idempotency-Key`); with none, the
     /// company's own ledger records them as paid.
     #[arg(long, env = "ATES_PAYMENT_URL")]
+    #[serde(serialize_with = "describe::url")]
     pub payment_url: Option<String>,
 
     /// Seconds the payment system has to answer one request.
@@ -200,38 +285,17 @@ pub struct Config {
         default_value = "aTES accounting <accounting@uberpopug.example>"
     )]
     pub mail_from: String,
-
-    /// Serve `GET /metrics` (Prometheus text) and record what it shows.
-    #[arg(long, env = "ATES_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
-    pub metrics: bool,
-
-    /// `text` (for a terminal) or `json` (one JSON object per line, for a log collector).
-    #[arg(long, env = "ATES_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-
-    /// After SIGTERM: how long `/readyz` answers 503 while requests are still taken, so that
-    /// the load balancer stops sending new ones, in milliseconds.
-    #[arg(long, env = "ATES_SHUTDOWN_DELAY_MS", default_value_t = 1000)]
-    pub shutdown_delay_ms: u64,
-
-    /// After SIGTERM and the delay: how long requests in flight may take to finish before
-    /// the process stops anyway.
-    #[arg(long, env = "ATES_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
-    pub shutdown_grace_secs: u64,
-
-    /// A file holding the instant (RFC 3339) the gateway takes as now, for tests and rehearsals
-    /// of a day close. Never in production.
-    #[arg(long, env = "ATES_CLOCK_FILE")]
-    pub clock_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Environment {
     Development,
     Production,
@@ -253,163 +317,25 @@ impl Config {
     }
 
     pub fn database_url(&self) -> String {
-        match &self.database_url {
+        match &self.database.database_url {
             Some(url) => url.clone(),
-            None => format!("sqlite://{}", self.data_dir.join("ates.db").display()),
+            None => format!(
+                "sqlite://{}",
+                self.server.data_dir.join("ates.db").display()
+            ),
         }
-    }
-
-    /// The effective settings, one `key = value` line each, with secrets redacted.
-    pub fn describe(&self) -> String {
-        let secret = |set: bool| {
-            if set {
-                "<redacted>"
-            } else {
-                "<unset: a development secret>"
-            }
-        };
-        let optional = |value: &Option<String>| value.clone().unwrap_or_else(|| "<unset>".into());
-        let lines = [
-            ("database_url", redact_url(&self.database_url())),
-            ("listen", self.listen.to_string()),
-            ("data_dir", self.data_dir.display().to_string()),
-            ("jwt_secret", secret(self.jwt_secret.is_some()).to_owned()),
-            (
-                "jwt_public_key",
-                self.jwt_public_key
-                    .as_ref()
-                    .map_or_else(|| "<unset>".into(), |p| p.display().to_string()),
-            ),
-            ("jwks_url", optional(&self.jwks_url)),
-            ("jwks_min_refresh_ms", self.jwks_min_refresh_ms.to_string()),
-            ("jwks_max_age_secs", self.jwks_max_age_secs.to_string()),
-            (
-                "auth_events_secret",
-                if self.auth_events_secret.is_some() {
-                    "<redacted>"
-                } else {
-                    "<unset: only service tokens may post auth events>"
-                }
-                .to_owned(),
-            ),
-            (
-                "nats_url",
-                self.nats_url
-                    .as_deref()
-                    .map_or_else(|| "<unset: no broker>".into(), redact_url),
-            ),
-            ("nats_stream", self.nats_stream.clone()),
-            ("nats_subject_prefix", self.nats_subject_prefix.clone()),
-            ("nats_auth_subject", self.nats_auth_subject.clone()),
-            ("nats_auth_stream", self.nats_auth_stream.clone()),
-            ("nats_durable", self.nats_durable.clone()),
-            ("jwt_issuer", optional(&self.jwt_issuer)),
-            ("jwt_audience", optional(&self.jwt_audience)),
-            ("timezone", self.timezone.clone()),
-            ("max_body_bytes", self.max_body_bytes.to_string()),
-            ("max_query_depth", self.max_query_depth.to_string()),
-            (
-                "max_query_complexity",
-                self.max_query_complexity.to_string(),
-            ),
-            (
-                "ws_init_timeout_secs",
-                self.ws_init_timeout_secs.to_string(),
-            ),
-            (
-                "ws_max_subscriptions",
-                self.ws_max_subscriptions.to_string(),
-            ),
-            ("feed_capacity", self.feed_capacity.to_string()),
-            ("db_max_connections", self.db_max_connections.to_string()),
-            (
-                "db_acquire_timeout_ms",
-                self.db_acquire_timeout_ms.to_string(),
-            ),
-            ("env", format!("{:?}", self.env).to_lowercase()),
-            ("introspection", self.introspection_enabled().to_string()),
-            ("max_query_bytes", self.max_query_bytes.to_string()),
-            ("max_aliases", self.max_aliases.to_string()),
-            ("max_root_fields", self.max_root_fields.to_string()),
-            ("max_fields", self.max_fields.to_string()),
-            ("allow_batch", self.allow_batch.to_string()),
-            (
-                "request_timeout_secs",
-                self.request_timeout_secs.to_string(),
-            ),
-            (
-                "mutations_per_second",
-                self.mutations_per_second.to_string(),
-            ),
-            ("close_check_secs", self.close_check_secs.to_string()),
-            ("close_batch", self.close_batch.to_string()),
-            ("ledger_batch", self.ledger_batch.to_string()),
-            (
-                "payment_url",
-                self.payment_url.as_deref().map_or_else(
-                    || "<unset: payouts are settled by the ledger>".into(),
-                    redact_url,
-                ),
-            ),
-            (
-                "payment_timeout_secs",
-                self.payment_timeout_secs.to_string(),
-            ),
-            (
-                "delivery_max_attempts",
-                self.delivery_max_attempts.to_string(),
-            ),
-            ("delivery_backoff_ms", self.delivery_backoff_ms.to_string()),
-            (
-                "smtp",
-                self.smtp
-                    .clone()
-                    .unwrap_or_else(|| "<unset: mail is kept in the mailbox>".into()),
-            ),
-            ("mail_from", self.mail_from.clone()),
-            ("metrics", self.metrics.to_string()),
-            (
-                "log_format",
-                format!("{:?}", self.log_format).to_lowercase(),
-            ),
-            ("shutdown_delay_ms", self.shutdown_delay_ms.to_string()),
-            ("shutdown_grace_secs", self.shutdown_grace_secs.to_string()),
-            (
-                "clock_file",
-                self.clock_file.as_ref().map_or_else(
-                    || "<unset: the system clock>".into(),
-                    |p| p.display().to_string(),
-                ),
-            ),
-        ];
-        lines
-            .iter()
-            .map(|(key, value)| format!("{key} = {value:?}\n"))
-            .collect()
     }
 
     /// Introspection and suggestions: as configured, else on except in production.
     pub fn introspection_enabled(&self) -> bool {
-        self.introspection
-            .unwrap_or(self.env == Environment::Development)
+        self.server
+            .introspection
+            .unwrap_or(self.server.env == Environment::Development)
     }
 
     pub fn ensure_data_dir(&self) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.data_dir)
-            .with_context(|| format!("cannot create the data folder {}", self.data_dir.display()))
-    }
-}
-
-/// A database URL without its password.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((credentials, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match credentials.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:<redacted>@{host}"),
-        None => url.to_owned(),
+        let folder = &self.server.data_dir;
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("cannot create the data folder {}", folder.display()))
     }
 }

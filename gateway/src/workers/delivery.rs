@@ -34,7 +34,7 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn from_config(config: &Config, queues: Queues, popugs: Popugs) -> anyhow::Result<Self> {
-        let payments = match &config.payment_url {
+        let payments = match &config.payday.payment_url {
             None => {
                 tracing::info!(
                     "no payment system configured (ATES_PAYMENT_URL): payouts are recorded as paid by the company's own ledger"
@@ -43,7 +43,7 @@ impl Delivery {
             }
             Some(url) => {
                 let client = reqwest::Client::builder()
-                    .timeout(Duration::from_secs(config.payment_timeout_secs))
+                    .timeout(Duration::from_secs(config.payday.payment_timeout_secs))
                     .build()
                     .context("cannot build the payment system's HTTP client")?;
                 Payments::Http {
@@ -52,7 +52,7 @@ impl Delivery {
                 }
             }
         };
-        let mailer = match &config.smtp {
+        let mailer = match &config.payday.smtp {
             None => {
                 tracing::info!(
                     "no SMTP server configured (ATES_SMTP): mail to popugs is kept in the mailbox"
@@ -70,10 +70,15 @@ impl Delivery {
                 };
                 let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
                     .port(port)
-                    .timeout(Some(Duration::from_secs(config.payment_timeout_secs)))
+                    .timeout(Some(Duration::from_secs(
+                        config.payday.payment_timeout_secs,
+                    )))
                     .build();
-                let from = config.mail_from.parse().with_context(|| {
-                    format!("ATES_MAIL_FROM: {:?} is not an address", config.mail_from)
+                let from = config.payday.mail_from.parse().with_context(|| {
+                    format!(
+                        "ATES_MAIL_FROM: {:?} is not an address",
+                        config.payday.mail_from
+                    )
                 })?;
                 Mailer::Smtp { transport, from }
             }
@@ -84,9 +89,9 @@ impl Delivery {
             payments,
             mailer,
             retry: Retry {
-                max_attempts: config.delivery_max_attempts.max(1),
-                backoff: Duration::from_millis(config.delivery_backoff_ms),
-                lease: Duration::from_secs(config.payment_timeout_secs * 3 + 30),
+                max_attempts: config.payday.delivery_max_attempts.max(1),
+                backoff: Duration::from_millis(config.payday.delivery_backoff_ms),
+                lease: Duration::from_secs(config.payday.payment_timeout_secs * 3 + 30),
             },
             poller: Poller::new("delivering payouts and mail", DELIVERY_POLL),
         })

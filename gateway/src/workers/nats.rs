@@ -59,12 +59,12 @@ pub struct Broker {
 impl Broker {
     pub fn from_config(config: &Config) -> Option<Self> {
         Some(Self {
-            url: config.nats_url.clone()?,
-            stream: config.nats_stream.clone(),
-            subject_prefix: config.nats_subject_prefix.clone(),
-            auth_subject: config.nats_auth_subject.clone(),
-            auth_stream: config.nats_auth_stream.clone(),
-            durable: config.nats_durable.clone(),
+            url: config.broker.nats_url.clone()?,
+            stream: config.broker.nats_stream.clone(),
+            subject_prefix: config.broker.nats_subject_prefix.clone(),
+            auth_subject: config.broker.nats_auth_subject.clone(),
+            auth_stream: config.broker.nats_auth_stream.clone(),
+            durable: config.broker.nats_durable.clone(),
         })
     }
 

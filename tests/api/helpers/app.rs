@@ -162,8 +162,8 @@ impl TestApp {
         let payment_url = payments.as_ref().map(|p| p.url.clone());
         let smtp_address = smtp.as_ref().map(|s| s.address.clone());
         let mut app = Self::start_with(database, |config| {
-            config.payment_url = payment_url;
-            config.smtp = smtp_address;
+            config.payday.payment_url = payment_url;
+            config.payday.smtp = smtp_address;
             adjust(config);
         })
         .await;
@@ -313,12 +313,12 @@ pub fn token_with(claims: &Value, secret: &[u8]) -> String {
 
 pub fn config(database_url: Option<String>, data_dir: PathBuf) -> Config {
     let mut config = Config::defaults().expect("defaults");
-    config.database_url = database_url;
-    config.listen = "127.0.0.1:0".parse().expect("address");
-    config.data_dir = data_dir;
-    config.jwt_secret = Some(SECRET.into());
-    config.auth_events_secret = Some(EVENTS_SECRET.into());
+    config.database.database_url = database_url;
+    config.server.listen = "127.0.0.1:0".parse().expect("address");
+    config.server.data_dir = data_dir;
+    config.auth.jwt_secret = Some(SECRET.into());
+    config.auth.auth_events_secret = Some(EVENTS_SECRET.into());
     // Tests send bursts of mutations; the rate limit has its own test.
-    config.mutations_per_second = 0;
+    config.limits.mutations_per_second = 0;
     config
 }
