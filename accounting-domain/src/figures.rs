@@ -81,9 +81,12 @@ impl Figures {
         .into_iter()
         .map(|(day, count, total)| (day, (count, total)))
         .collect();
-        let mut figures = Vec::new();
-        for day in range.days() {
-            let moved = self.money_moved(day).await?;
+        let days: Vec<NaiveDate> = range.days().collect();
+        let moved = self.moved_per_day(&days).await?;
+        let mut figures = Vec::with_capacity(days.len());
+        // An open day's negative count is one more query; only today and days the scheduler
+        // has yet to close are open.
+        for (day, moved) in days.into_iter().zip(moved) {
             let (payout_count, paid_total) =
                 payouts.get(&day.to_string()).copied().unwrap_or_default();
             let (negative_count, closed) = match closes.get(&day) {
@@ -104,25 +107,47 @@ impl Figures {
 
     /// Fees debited and rewards credited during a day.
     pub async fn money_moved(&self, day: NaiveDate) -> Result<Moved, AccountingError> {
-        let (start, end) = self.calendar().bounds(day);
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT kind, CAST(SUM(amount) AS BIGINT) FROM audit_log \
-             WHERE kind IN ('TASK_ASSIGNED', 'TASK_COMPLETED') AND logged_at >= $1 AND logged_at < $2 \
-             GROUP BY kind",
-        )
-        .bind(to_micros(start))
-        .bind(to_micros(end))
-        .fetch_all(self.db.pool())
-        .await?;
-        let sum = |kind: &str| {
-            rows.iter()
-                .find(|(k, _)| k == kind)
-                .map_or(0, |(_, sum)| *sum)
-        };
-        Ok(Moved {
-            fees_debited: -sum("TASK_ASSIGNED"),
-            rewards_credited: sum("TASK_COMPLETED"),
-        })
+        let mut moved = self.moved_per_day(&[day]).await?;
+        Ok(moved.pop().unwrap_or_default())
+    }
+
+    /// The task money of each of `days`, in their order: one query, whatever their number.
+    async fn moved_per_day(&self, days: &[NaiveDate]) -> Result<Vec<Moved>, AccountingError> {
+        if days.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut values = Vec::with_capacity(days.len() * 3);
+        for (n, &day) in days.iter().enumerate() {
+            let (start, end) = self.calendar().bounds(day);
+            values.extend([
+                Value::Int(n as i64),
+                Value::Int(to_micros(start)),
+                Value::Int(to_micros(end)),
+            ]);
+        }
+        let sql = format!(
+            "WITH days (n, starts, ends) AS (VALUES {}) \
+             SELECT d.n, a.kind, CAST(SUM(a.amount) AS BIGINT) \
+             FROM days d JOIN audit_log a ON a.kind IN ('TASK_ASSIGNED', 'TASK_COMPLETED') \
+                 AND a.logged_at >= d.starts AND a.logged_at < d.ends \
+             GROUP BY d.n, a.kind",
+            row_placeholders(self.db.backend(), days.len(), 3)
+        );
+        let rows: Vec<(i64, String, i64)> =
+            bind_all_as(sqlx::query_as(sqlx::AssertSqlSafe(sql)), values)
+                .fetch_all(self.db.pool())
+                .await?;
+        let mut moved = vec![Moved::default(); days.len()];
+        for (n, kind, sum) in rows {
+            let Some(day) = usize::try_from(n).ok().and_then(|n| moved.get_mut(n)) else {
+                continue;
+            };
+            match kind.as_str() {
+                "TASK_ASSIGNED" => day.fees_debited = -sum,
+                _ => day.rewards_credited = sum,
+            }
+        }
+        Ok(moved)
     }
 
     /// Popugs below zero at the end of a day: the close's record for a closed day, else the

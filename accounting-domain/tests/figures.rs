@@ -85,6 +85,35 @@ async fn figures_of(store: &Store) {
         5,
         "{ctx}: the days with a completion"
     );
+
+    // Each day's money, read for the whole range at once, lands on its own day.
+    let per_day: Vec<(String, i64, i64)> = figures
+        .days(range)
+        .await
+        .expect("the days' figures")
+        .into_iter()
+        .filter(|f| f.moved != Default::default())
+        .map(|f| {
+            let moved = f.moved;
+            (
+                f.day.to_string(),
+                moved.fees_debited,
+                moved.rewards_credited,
+            )
+        })
+        .collect();
+    assert_eq!(
+        per_day,
+        [
+            ("2026-03-02".to_owned(), 12, 31),
+            ("2026-03-03".to_owned(), 15, 0),
+            ("2026-03-04".to_owned(), 0, 38),
+            ("2026-03-05".to_owned(), 0, 38),
+            ("2026-03-10".to_owned(), 0, 22),
+            ("2026-03-16".to_owned(), 0, 40),
+        ],
+        "{ctx}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
