@@ -8,25 +8,19 @@
 //! transaction make a second closer, a retry or a resumed crash skip whoever is paid already.
 //! The day is marked closed only after its last batch, so a close cut short is resumed.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use ates_db::{Backend, Db, Lock, Value, list_placeholders, placeholders, to_micros};
-use ates_events::NewEvent;
-use ates_events::outbox;
-use ates_events::payout::PayoutMade;
+use ates_db::{Backend, Db, Lock, to_micros};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use futures::TryStreamExt as _;
-use sqlx::AnyConnection;
-use uuid::Uuid;
 
+mod batch;
 mod closes;
 mod mail;
 
 pub use closes::DayClose;
-use mail::payout_mail;
 
-use crate::{AccountingError, Calendar, EntryKind};
+use crate::{AccountingError, Calendar};
 
 /// How long after midnight the scheduled close waits, so that the day's last events are in.
 pub const CLOSE_GRACE: chrono::Duration = chrono::Duration::seconds(2);
@@ -51,22 +45,6 @@ pub struct Payday {
     batch: i64,
     /// One close at a time in this process; PostgreSQL's advisory lock covers other processes.
     closing: Arc<tokio::sync::Mutex<()>>,
-}
-
-/// A popug who looked due when the close began.
-struct Candidate {
-    popug: String,
-    standing: Standing,
-}
-
-/// What the balance of a popug consists of, as a close sees it.
-#[derive(Default, Clone, Copy)]
-struct Standing {
-    balance: i64,
-    /// Task money logged after the day's end: not the day's to pay.
-    later: i64,
-    /// Task money logged during the day.
-    earned: i64,
 }
 
 impl Payday {
@@ -174,38 +152,7 @@ impl Payday {
     /// Pays out every positive balance at the end of `day`, then marks the day closed.
     async fn close_day(&self, day: NaiveDate) -> Result<DayClose, AccountingError> {
         let (start, end) = self.calendar.bounds(day);
-        // Who looks due and why, read in one pass; each batch checks it again under its locks.
-        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT acc.popug_id, acc.balance, \
-                    CAST(COALESCE(l.later, 0) AS BIGINT), CAST(COALESCE(l.earned, 0) AS BIGINT) \
-             FROM accounts acc \
-             LEFT JOIN (SELECT popug_id, \
-                               SUM(CASE WHEN logged_at >= $1 THEN amount ELSE 0 END) AS later, \
-                               SUM(CASE WHEN logged_at < $2 THEN amount ELSE 0 END) AS earned \
-                        FROM audit_log WHERE logged_at >= $3 AND kind <> 'PAYOUT' \
-                        GROUP BY popug_id) l \
-                    ON l.popug_id = acc.popug_id \
-             WHERE acc.balance - COALESCE(l.later, 0) > 0 \
-               AND NOT EXISTS (SELECT 1 FROM payouts p WHERE p.popug_id = acc.popug_id AND p.day = $4) \
-             ORDER BY acc.popug_id",
-        )
-        .bind(to_micros(end))
-        .bind(to_micros(end))
-        .bind(to_micros(start))
-        .bind(day.to_string())
-        .fetch_all(self.db.pool())
-        .await?;
-        let candidates: Vec<Candidate> = rows
-            .into_iter()
-            .map(|(popug, balance, later, earned)| Candidate {
-                popug,
-                standing: Standing {
-                    balance,
-                    later,
-                    earned,
-                },
-            })
-            .collect();
+        let candidates = self.candidates(day, (start, end)).await?;
         // PostgreSQL pays two batches at once (they lock different accounts); SQLite has one
         // writer anyway.
         let parallel = match self.db.backend() {
@@ -222,166 +169,6 @@ impl Payday {
             })
             .await?;
         self.mark_closed(day, end).await
-    }
-
-    /// Pays the `candidates` who are due at the end of `day` and not paid yet.
-    async fn pay(
-        &self,
-        conn: &mut AnyConnection,
-        day: NaiveDate,
-        (start, end): (DateTime<Utc>, DateTime<Utc>),
-        candidates: &[Candidate],
-    ) -> Result<(), AccountingError> {
-        let sql = format!(
-            // In id order, as the ledger locks them, so neither waits for the other in a circle.
-            "SELECT popug_id, balance FROM accounts WHERE popug_id IN ({}) ORDER BY popug_id{}",
-            list_placeholders(self.db.backend(), candidates.len()),
-            self.db.lock_rows()
-        );
-        let ids = candidates.iter().map(|c| Value::Text(c.popug.clone()));
-        let balances: HashMap<String, i64> =
-            ates_db::bind_all_as(sqlx::query_as(sqlx::AssertSqlSafe(sql)), ids)
-                .fetch_all(&mut *conn)
-                .await?
-                .into_iter()
-                .collect();
-        // An unchanged balance means nothing moved the account since the candidates were read
-        // (a payout or any entry with an amount would have); a changed one is read again.
-        let mut standings: HashMap<String, Standing> = HashMap::new();
-        let mut stale = Vec::new();
-        for candidate in candidates {
-            match balances.get(&candidate.popug) {
-                Some(balance) if *balance == candidate.standing.balance => {
-                    standings.insert(candidate.popug.clone(), candidate.standing);
-                }
-                Some(balance) => {
-                    standings.insert(
-                        candidate.popug.clone(),
-                        Standing {
-                            balance: *balance,
-                            ..Standing::default()
-                        },
-                    );
-                    stale.push(candidate.popug.clone());
-                }
-                None => {}
-            }
-        }
-        if !stale.is_empty() {
-            let sql = format!(
-                "SELECT popug_id, \
-                        CAST(SUM(CASE WHEN logged_at >= $1 THEN amount ELSE 0 END) AS BIGINT), \
-                        CAST(SUM(CASE WHEN logged_at < $2 THEN amount ELSE 0 END) AS BIGINT) \
-                 FROM audit_log WHERE kind <> 'PAYOUT' AND logged_at >= $3 AND popug_id IN ({}) \
-                 GROUP BY popug_id",
-                placeholders(4, stale.len())
-            );
-            let head = [to_micros(end), to_micros(end), to_micros(start)].map(Value::Int);
-            let sums: Vec<(String, i64, i64)> = ates_db::bind_all_as(
-                sqlx::query_as(sqlx::AssertSqlSafe(sql)),
-                head.into_iter().chain(stale.into_iter().map(Value::Text)),
-            )
-            .fetch_all(&mut *conn)
-            .await?;
-            for (popug, later, earned) in sums {
-                if let Some(standing) = standings.get_mut(&popug) {
-                    standing.later = later;
-                    standing.earned = earned;
-                }
-            }
-        }
-        let now = self.db.now();
-        let queued_at = to_micros(ates_db::now());
-        let due: Vec<(&String, Standing, i64, Uuid)> = candidates
-            .iter()
-            .map(|candidate| &candidate.popug)
-            .filter_map(|popug| {
-                let standing = standings.get(popug).copied()?;
-                let due = standing.balance - standing.later;
-                (due > 0).then(|| (popug, standing, due, Uuid::now_v7()))
-            })
-            .collect();
-        if due.is_empty() {
-            return Ok(());
-        }
-        let payouts = due.iter().flat_map(|(popug, standing, due, id)| {
-            [
-                Value::from(id.to_string()),
-                popug.as_str().into(),
-                day.to_string().into(),
-                (*due).into(),
-                standing.earned.into(),
-                "PENDING".into(),
-                queued_at.into(),
-                to_micros(now).into(),
-            ]
-        });
-        // The guard of "once": whoever a concurrent closer paid first conflicts here, and is
-        // left out of everything below.
-        let fresh: HashSet<String> = ates_db::insert_rows_returning(
-            conn,
-            "INSERT INTO payouts (id, popug_id, day, amount, earned, status, next_attempt_at, created_at) VALUES",
-            "ON CONFLICT (popug_id, day) DO NOTHING RETURNING popug_id",
-            8,
-            payouts.collect(),
-        )
-        .await?
-        .into_iter()
-        .collect();
-
-        let mut entries = Vec::new();
-        let mut mail = Vec::new();
-        let mut moves = Vec::new();
-        let mut events = Vec::new();
-        for (popug, standing, due, id) in due.iter().filter(|d| fresh.contains(d.0)) {
-            let made = PayoutMade {
-                payout_id: id.to_string(),
-                popug_id: popug.to_string(),
-                day,
-                amount: *due,
-                earned: standing.earned,
-                paid_at: now,
-            };
-            let mut event = NewEvent::new(&made, now);
-            event.id = *id;
-            events.push(event);
-            entries.extend([
-                Value::from(id.to_string()),
-                EntryKind::Payout.as_str().into(),
-                (-due).into(),
-                (standing.balance - due).into(),
-                Value::Null,
-                popug.as_str().into(),
-                to_micros(now).into(),
-            ]);
-            let (subject, body) = payout_mail(day, standing.earned, *due);
-            mail.extend([
-                Value::from(Uuid::now_v7().to_string()),
-                id.to_string().into(),
-                popug.as_str().into(),
-                subject.into(),
-                body.into(),
-                "PENDING".into(),
-                queued_at.into(),
-                to_micros(now).into(),
-            ]);
-            moves.extend([Value::from(popug.as_str()), (-due).into()]);
-        }
-        if events.is_empty() {
-            return Ok(());
-        }
-        crate::audit_log::append(conn, entries).await?;
-        ates_db::insert_rows(
-            conn,
-            "INSERT INTO mail (id, payout_id, popug_id, subject, body, status, next_attempt_at, created_at) VALUES",
-            "",
-            8,
-            mail,
-        )
-        .await?;
-        crate::posting::move_balances(conn, moves).await?;
-        outbox::append(conn, &events).await?;
-        Ok(())
     }
 
     /// Records the day as closed, with its figures; a day closed meanwhile keeps its record.
