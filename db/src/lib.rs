@@ -18,6 +18,8 @@ mod bind;
 mod lock;
 mod notify;
 mod page;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use bind::{
     Conditions, PREPARE_UP_TO, Value, bind_all, bind_all_as, fetch_in, insert_rows,

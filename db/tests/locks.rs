@@ -3,26 +3,15 @@
 
 use std::time::Duration;
 
+use ates_db::testing::Scratch;
 use ates_db::{Db, Lock};
-
-async fn database() -> Option<(String, String, Db)> {
-    let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
-        eprintln!("TEST_DATABASE_URL is not set: skipping the PostgreSQL advisory-lock test");
-        return None;
-    };
-    let name = format!("ates_test_{}", uuid::Uuid::new_v4().simple());
-    let url = ates_db::create_database(&admin, &name)
-        .await
-        .expect("create");
-    let db = Db::connect(&url, 4).await.expect("connect");
-    Some((admin, name, db))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_lock_has_one_holder_and_stands_in_no_other_lock_s_way() {
-    let Some((admin, name, db)) = database().await else {
+    let Some(scratch) = Scratch::postgres().await else {
         return;
     };
+    let db = Db::connect(&scratch.url, 4).await.expect("connect");
     let close = db.lock_session(Lock::DayClose).await.expect("take");
     assert!(
         db.try_lock_session(Lock::DayClose)
@@ -61,7 +50,7 @@ async fn each_lock_has_one_holder_and_stands_in_no_other_lock_s_way() {
     assert!(freed, "a dropped lock was still held");
 
     db.pool().close().await;
-    ates_db::drop_database(&admin, &name).await.expect("drop");
+    scratch.finish().await;
 }
 
 #[tokio::test]

@@ -3,31 +3,10 @@
 //! deletion is final. Concurrent deliveries end in the state of the newest event.
 
 use ates_db::Db;
+use ates_db::testing::Scratch;
 use ates_events::auth::{PopugChange, PopugDataUpdated};
 use chrono::{DateTime, Duration, Utc};
 use task_domain::{EventOutcome, PopugClaims, PopugId, Popugs, Role, TaskError};
-
-async fn sqlite() -> (Db, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("dir");
-    let url = format!("sqlite://{}", dir.path().join("ates.db").display());
-    let db = Db::connect(&url, 8).await.expect("connect");
-    db.migrate().await.expect("migrate");
-    (db, dir)
-}
-
-async fn postgres() -> Option<(Db, String, String)> {
-    let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
-        eprintln!("TEST_DATABASE_URL is not set: skipping the PostgreSQL run of this test");
-        return None;
-    };
-    let name = format!("ates_test_{}", uuid::Uuid::new_v4().simple());
-    let url = ates_db::create_database(&admin, &name)
-        .await
-        .expect("create");
-    let db = Db::connect(&url, 8).await.expect("connect");
-    db.migrate().await.expect("migrate");
-    Some((db, admin, name))
-}
 
 fn event(popug: &str, at: DateTime<Utc>, change: PopugChange) -> PopugDataUpdated {
     PopugDataUpdated {
@@ -164,16 +143,17 @@ async fn rules(db: Db) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_popug_events_apply_once_in_order() {
-    let (db, _dir) = sqlite().await;
-    rules(db).await;
+    let scratch = Scratch::sqlite();
+    rules(scratch.connect().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_popug_events_apply_once_in_order() {
-    let Some((db, admin, name)) = postgres().await else {
+    let Some(scratch) = Scratch::postgres().await else {
         return;
     };
+    let db = scratch.connect().await;
     rules(db.clone()).await;
     db.pool().close().await;
-    ates_db::drop_database(&admin, &name).await.expect("drop");
+    scratch.finish().await;
 }

@@ -83,7 +83,7 @@ async fn rs256_tokens_are_checked_thoroughly() {
         &std::fs::read(fixtures.join("test-rsa-private.pem")).expect("private key"),
     )
     .expect("an RSA key");
-    let database = crate::helpers::TestDatabase::sqlite().await;
+    let database = crate::helpers::TestDatabase::sqlite();
     let app = TestApp::start_with(database, |config| {
         config.auth.jwt_secret = None;
         config.auth.jwt_public_key = Some(fixtures.join("test-rsa-public.pem"));

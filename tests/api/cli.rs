@@ -138,7 +138,7 @@ async fn migrations_apply_once(database: TestDatabase) {
 
 #[tokio::test]
 async fn sqlite_migrate_applies_each_migration_once() {
-    migrations_apply_once(TestDatabase::sqlite().await).await;
+    migrations_apply_once(TestDatabase::sqlite()).await;
 }
 
 #[tokio::test]

@@ -7,11 +7,11 @@ use chrono::Utc;
 use futures::future::join_all;
 use serde_json::{Value, json};
 
-use crate::helpers::{Gateway, TestDatabase, assert_ledger_invariants, token};
+use crate::helpers::{Gateway, TestDatabase, assert_ledger_invariants, domain_popugs, token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_crash_mid_burst_loses_nothing() {
-    crash_mid_burst_loses_nothing(TestDatabase::sqlite().await).await;
+    crash_mid_burst_loses_nothing(TestDatabase::sqlite()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +119,7 @@ async fn crash_mid_burst_loses_nothing(database: TestDatabase) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_crash_while_applying_a_large_backlog_loses_nothing() {
-    crash_while_applying_a_large_backlog(TestDatabase::sqlite().await).await;
+    crash_while_applying_a_large_backlog(TestDatabase::sqlite()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,25 +133,16 @@ async fn postgres_crash_while_applying_a_large_backlog_loses_nothing() {
 /// gateway that applies them in batches, killed half-way through: the next one finishes the
 /// work, and every event is in the ledger once.
 async fn crash_while_applying_a_large_backlog(database: TestDatabase) {
-    use task_domain::{NewTask, PopugClaims, PopugId, Popugs, Role, Tracker};
+    use task_domain::{NewTask, Popugs, Tracker};
 
     let db = database.connect().await;
     let popugs = Popugs::new(db.clone());
     let tracker = Tracker::new(db.clone(), task_domain::Popugs::new(db.clone()));
-    let mut workers = Vec::new();
-    for (i, role) in ["manager", "worker", "worker", "worker", "worker"]
-        .iter()
-        .enumerate()
-    {
-        let claims = PopugClaims {
-            id: PopugId(format!("popug-{i}")),
-            name: format!("popug {i}"),
-            email: None,
-            role: Role::from_claim(role),
-            issued_at: Utc::now(),
-        };
-        workers.push(popugs.sync(&claims).await.unwrap().actor());
-    }
+    let mut workers = domain_popugs(
+        &popugs,
+        &["manager", "worker", "worker", "worker", "worker"],
+    )
+    .await;
     let manager = workers.remove(0);
     for i in 0..800 {
         let new = NewTask {

@@ -271,7 +271,7 @@ async fn batches_are_refused(app: TestApp) {
     assert_eq!(code(&body), "BAD_REQUEST");
 
     // Enabled by configuration, a batch answers with an array.
-    let database = TestDatabase::sqlite().await;
+    let database = TestDatabase::sqlite();
     let batching = TestApp::start_with(database, |config| config.limits.allow_batch = true).await;
     let bob = batching.user("worker", "bob").await;
     let (status, _, body) = post_raw(
@@ -418,7 +418,7 @@ async fn mutations_are_rate_limited_per_popug(database: TestDatabase) {
 /// Introspection and "did you mean" suggestions are off in production mode.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn production_mode_hides_the_schema() {
-    let database = TestDatabase::sqlite().await;
+    let database = TestDatabase::sqlite();
     let app = TestApp::start_with(database, |config| {
         config.server.env = gateway::config::Environment::Production;
     })

@@ -7,22 +7,19 @@ use std::collections::HashMap;
 
 use accounting_domain::{EntryKind, Ledger, LogFilter};
 use ates_db::PageRequest;
-use chrono::Utc;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
-use task_domain::{
-    Actor, NewTask, PopugClaims, PopugId, Popugs, Role, TaskError, TaskId, TaskStatus, Tracker,
-};
+use task_domain::{Actor, NewTask, PopugId, Popugs, Role, TaskError, TaskId, TaskStatus, Tracker};
 
-use crate::helpers::TestDatabase;
+use crate::helpers::{TestDatabase, domain_popugs};
 
 const HISTORIES: u64 = 300;
 const OPERATIONS: usize = 8;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_random_histories_match_the_model() {
-    random_histories_match_the_model(TestDatabase::sqlite().await).await;
+    random_histories_match_the_model(TestDatabase::sqlite()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,28 +54,19 @@ async fn random_histories_match_the_model(database: TestDatabase) {
         Popugs::new(db.clone()),
         Ledger::new(db.clone()),
     );
-    let mut actors = Vec::new();
-    for (i, role) in [
-        "admin",
-        "manager",
-        "accountant",
-        "worker",
-        "worker",
-        "worker",
-        "worker",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let claims = PopugClaims {
-            id: PopugId(format!("popug-{i}")),
-            name: format!("popug {i}"),
-            email: None,
-            role: Role::from_claim(role),
-            issued_at: Utc::now(),
-        };
-        actors.push(popugs.sync(&claims).await.unwrap().actor());
-    }
+    let actors = domain_popugs(
+        &popugs,
+        &[
+            "admin",
+            "manager",
+            "accountant",
+            "worker",
+            "worker",
+            "worker",
+            "worker",
+        ],
+    )
+    .await;
     let base: u64 = std::env::var("MODEL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -161,7 +161,7 @@ async fn postgres_readyz_turns_503_when_the_database_is_gone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_sigterm_drains_requests_and_sends_sockets_away() {
-    sigterm_drains_requests_and_sends_sockets_away(TestDatabase::sqlite().await).await
+    sigterm_drains_requests_and_sends_sockets_away(TestDatabase::sqlite()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,7 +326,7 @@ async fn postgres_four_replicas_start_at_once_on_a_fresh_database() {
 /// never the token, the query text or its variables.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_carry_the_request_id_and_no_secrets() {
-    let database = TestDatabase::sqlite().await;
+    let database = TestDatabase::sqlite();
     let gateway = Gateway::start_with(
         &database,
         &[("ATES_LOG_FORMAT", "json"), ("RUST_LOG", "info,sqlx=warn")],

@@ -285,7 +285,7 @@ async fn the_legacy_protocol_works_too(app: TestApp) {
 /// is skipped silently.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_subscriber_that_falls_behind_is_told_where_to_resume() {
-    a_subscriber_that_falls_behind_is_told_where_to_resume(TestDatabase::sqlite().await).await;
+    a_subscriber_that_falls_behind_is_told_where_to_resume(TestDatabase::sqlite()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,7 +428,7 @@ async fn the_graphql_ws_client_library_subscribes() {
 /// A socket that never sends `connection_init` is closed with 4408 after the configured time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_that_never_initialises_is_closed() {
-    let app = TestApp::start_with(TestDatabase::sqlite().await, |c| {
+    let app = TestApp::start_with(TestDatabase::sqlite(), |c| {
         c.limits.ws_init_timeout_secs = 1
     })
     .await;

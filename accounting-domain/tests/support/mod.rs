@@ -3,68 +3,39 @@
 
 #![allow(dead_code)] // each test file uses its own part of this
 
-use std::sync::Arc;
-
-use ates_db::{Clock, Db, Value};
+use ates_db::testing::Scratch;
+use ates_db::{Db, Value};
 use chrono::DateTime;
 
 /// A fresh, migrated store whose business clock reads `now` (RFC 3339) from a file.
 pub struct Store {
     pub db: Db,
     pub backend: &'static str,
-    _dir: tempfile::TempDir,
-    dropped: Option<(String, String)>,
+    scratch: Scratch,
 }
 
 impl Store {
     pub async fn sqlite(now: &str) -> Self {
-        let dir = tempfile::tempdir().expect("dir");
-        let url = format!("sqlite://{}", dir.path().join("ates.db").display());
-        Self::open(&url, dir, now, "sqlite", None).await
+        Self::open(Scratch::sqlite(), now).await
     }
 
     /// `None`, said aloud, without a server.
     pub async fn postgres(now: &str) -> Option<Self> {
-        let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
-            eprintln!("TEST_DATABASE_URL is not set: skipping the PostgreSQL run of this test");
-            return None;
-        };
-        let name = format!("ates_test_{}", uuid::Uuid::new_v4().simple());
-        let url = ates_db::create_database(&admin, &name)
-            .await
-            .expect("create");
-        let dir = tempfile::tempdir().expect("dir");
-        Some(Self::open(&url, dir, now, "postgres", Some((admin, name))).await)
+        Some(Self::open(Scratch::postgres().await?, now).await)
     }
 
-    async fn open(
-        url: &str,
-        dir: tempfile::TempDir,
-        now: &str,
-        backend: &'static str,
-        dropped: Option<(String, String)>,
-    ) -> Self {
-        let clock = dir.path().join("clock");
-        std::fs::write(&clock, now).expect("clock");
-        let db = Db::connect(url, 8)
-            .await
-            .expect("connect")
-            .with_clock(Clock::File(Arc::new(clock)));
-        db.migrate().await.expect("migrate");
+    async fn open(scratch: Scratch, now: &str) -> Self {
         Self {
-            db,
-            backend,
-            _dir: dir,
-            dropped,
+            db: scratch.connect_at(now).await,
+            backend: scratch.name(),
+            scratch,
         }
     }
 
     /// Drops the PostgreSQL database (SQLite's file goes with the folder).
     pub async fn finish(self) {
         self.db.pool().close().await;
-        if let Some((admin, name)) = self.dropped {
-            ates_db::drop_database(&admin, &name).await.expect("drop");
-        }
+        self.scratch.finish().await;
     }
 }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_graphql::futures_util::Stream;
-use async_graphql::{Context, ID, Object, Subscription};
+use async_graphql::{Context, ID, MergedObject, Object, Subscription};
 use ates_events::Contract;
 use ates_events::outbox::StoredEvent;
 use ates_events::task::{TaskAssigned, TaskCompleted};
@@ -35,10 +35,9 @@ impl Subscription {
         Ok(async_graphql::futures_util::StreamExt::map(
             stream,
             |item| {
-                item.map(|(seq, occurred_at, event)| TaskAssignedEvent {
-                    seq,
-                    occurred_at,
-                    event,
+                item.map(|(seq, occurred_at, event)| {
+                    let header = FeedHeader::new(seq, occurred_at, &event.task_id);
+                    TaskAssignedEvent(header, Assignment(event))
                 })
             },
         ))
@@ -57,10 +56,9 @@ impl Subscription {
         Ok(async_graphql::futures_util::StreamExt::map(
             stream,
             |item| {
-                item.map(|(seq, occurred_at, event)| TaskCompletedEvent {
-                    seq,
-                    occurred_at,
-                    event,
+                item.map(|(seq, occurred_at, event)| {
+                    let header = FeedHeader::new(seq, occurred_at, &event.task_id);
+                    TaskCompletedEvent(header, Completion(event))
                 })
             },
         ))
@@ -164,22 +162,15 @@ fn events<C: Contract + DeserializeOwned + Send + 'static>(
     })
 }
 
-async fn task(ctx: &Context<'_>, id: &str) -> ApiResult<TaskObject> {
-    ctx.task_loader()
-        .load_one(TaskId(id.to_owned()))
-        .await?
-        .map(TaskObject)
-        .ok_or_else(|| ApiError::internal(format!("event of unknown task {id}")))
-}
-
-pub struct TaskAssignedEvent {
+/// What every event of the feed carries: its place in the outbox, its time and its task.
+pub struct FeedHeader {
     seq: i64,
     occurred_at: DateTime<Utc>,
-    event: TaskAssigned,
+    task_id: TaskId,
 }
 
 #[Object]
-impl TaskAssignedEvent {
+impl FeedHeader {
     /// The event's position in the outbox: pass it as `after` to resume from here.
     async fn seq(&self) -> i64 {
         self.seq
@@ -190,16 +181,38 @@ impl TaskAssignedEvent {
     }
 
     async fn task(&self, ctx: &Context<'_>) -> ApiResult<TaskObject> {
-        task(ctx, &self.event.task_id).await
+        ctx.task_loader()
+            .load_one(self.task_id.clone())
+            .await?
+            .map(TaskObject)
+            .ok_or_else(|| ApiError::internal(format!("event of unknown task {}", self.task_id)))
     }
+}
 
+impl FeedHeader {
+    fn new(seq: i64, occurred_at: DateTime<Utc>, task_id: &str) -> Self {
+        Self {
+            seq,
+            occurred_at,
+            task_id: TaskId(task_id.to_owned()),
+        }
+    }
+}
+
+#[derive(MergedObject)]
+pub struct TaskAssignedEvent(FeedHeader, Assignment);
+
+pub struct Assignment(TaskAssigned);
+
+#[Object]
+impl Assignment {
     async fn assignee(&self, ctx: &Context<'_>) -> ApiResult<PopugObject> {
-        load_popug(ctx, &PopugId(self.event.assignee_id.clone())).await
+        load_popug(ctx, &PopugId(self.0.assignee_id.clone())).await
     }
 
     /// Who held the task before a shuffle; null at creation.
     async fn previous_assignee(&self, ctx: &Context<'_>) -> ApiResult<Option<PopugObject>> {
-        match &self.event.previous_assignee_id {
+        match &self.0.previous_assignee_id {
             Some(id) => Ok(Some(load_popug(ctx, &PopugId(id.clone())).await?)),
             None => Ok(None),
         }
@@ -207,47 +220,33 @@ impl TaskAssignedEvent {
 
     /// The fee this assignment charged the assignee.
     async fn fee(&self, ctx: &Context<'_>) -> ApiResult<Option<i64>> {
-        Ok(task_prices(ctx, &TaskId(self.event.task_id.clone()))
+        Ok(task_prices(ctx, &TaskId(self.0.task_id.clone()))
             .await?
             .map(|p| p.assign_fee))
     }
 }
 
-pub struct TaskCompletedEvent {
-    seq: i64,
-    occurred_at: DateTime<Utc>,
-    event: TaskCompleted,
-}
+#[derive(MergedObject)]
+pub struct TaskCompletedEvent(FeedHeader, Completion);
+
+pub struct Completion(TaskCompleted);
 
 #[Object]
-impl TaskCompletedEvent {
-    /// The event's position in the outbox: pass it as `after` to resume from here.
-    async fn seq(&self) -> i64 {
-        self.seq
-    }
-
-    async fn occurred_at(&self) -> DateTime<Utc> {
-        self.occurred_at
-    }
-
-    async fn task(&self, ctx: &Context<'_>) -> ApiResult<TaskObject> {
-        task(ctx, &self.event.task_id).await
-    }
-
+impl Completion {
     /// The popug who completed the task: its assignee.
     async fn assignee(&self, ctx: &Context<'_>) -> ApiResult<PopugObject> {
-        load_popug(ctx, &PopugId(self.event.completer_id.clone())).await
+        load_popug(ctx, &PopugId(self.0.completer_id.clone())).await
     }
 
     /// The reward this completion paid.
     async fn reward(&self, ctx: &Context<'_>) -> ApiResult<Option<i64>> {
-        Ok(task_prices(ctx, &TaskId(self.event.task_id.clone()))
+        Ok(task_prices(ctx, &TaskId(self.0.task_id.clone()))
             .await?
             .map(|p| p.reward))
     }
 
     /// The completed task's id.
     async fn task_id(&self) -> ID {
-        ID(self.event.task_id.clone())
+        ID(self.0.task_id.clone())
     }
 }

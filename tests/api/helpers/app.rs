@@ -47,60 +47,12 @@ pub struct User {
     pub token: String,
 }
 
-/// A fresh, empty database of one backend; the temp dir holds a SQLite file.
-pub struct TestDatabase {
-    pub url: String,
-    pub dir: tempfile::TempDir,
-}
-
-impl TestDatabase {
-    pub async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("ates.db").display());
-        Self { url, dir }
-    }
-
-    /// `None` (the test is skipped, loudly) when no PostgreSQL is configured.
-    pub async fn postgres() -> Option<Self> {
-        let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
-            eprintln!("TEST_DATABASE_URL is not set: skipping the PostgreSQL run of this test");
-            return None;
-        };
-        let name = format!("ates_test_{}", uuid::Uuid::new_v4().simple());
-        let url = ates_db::create_database(&admin_url, &name)
-            .await
-            .expect("TEST_DATABASE_URL answers and may create databases");
-        let dir = tempfile::tempdir().expect("temp dir");
-        Some(Self { url, dir })
-    }
-
-    /// Another fresh database on the same backend.
-    pub async fn sibling(&self) -> Self {
-        if self.url.starts_with("sqlite:") {
-            Self::sqlite().await
-        } else {
-            Self::postgres().await.expect("PostgreSQL is configured")
-        }
-    }
-
-    /// Sets the clock file of gateways on this database to `at` (RFC 3339); its path.
-    pub fn set_clock(&self, at: &str) -> PathBuf {
-        let path = self.dir.path().join("clock");
-        std::fs::write(&path, at).expect("write the clock file");
-        path
-    }
-
-    /// Connects and migrates.
-    pub async fn connect(&self) -> Db {
-        let db = Db::connect(&self.url, 8).await.expect("connect");
-        db.migrate().await.expect("migrate");
-        db
-    }
-}
+/// A fresh, empty database of one backend, with a folder for the gateway's data.
+pub type TestDatabase = ates_db::testing::Scratch;
 
 impl TestApp {
     pub async fn sqlite() -> Self {
-        Self::start(TestDatabase::sqlite().await).await
+        Self::start(TestDatabase::sqlite()).await
     }
 
     /// `None` (the test is skipped, loudly) when no PostgreSQL is configured.
@@ -121,10 +73,7 @@ impl TestApp {
             )
             .with_test_writer()
             .try_init();
-        let mut config = config(
-            Some(database.url.clone()),
-            database.dir.path().to_path_buf(),
-        );
+        let mut config = config(Some(database.url.clone()), database.folder().to_path_buf());
         adjust(&mut config);
         let app = App::build(&config).await.expect("the gateway starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

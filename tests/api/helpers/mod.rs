@@ -28,7 +28,7 @@ pub trait Fixture: Sized {
 
 impl Fixture for TestDatabase {
     async fn sqlite() -> Self {
-        TestDatabase::sqlite().await
+        TestDatabase::sqlite()
     }
 
     async fn postgres() -> Option<Self> {
@@ -80,4 +80,30 @@ macro_rules! on_both_backends {
             )*
         }
     };
+}
+
+/// Popugs `popug-0`, `popug-1`, … with the roles given, known to the tracker straight from the
+/// domain (no gateway): their actors, in that order.
+pub async fn domain_popugs(
+    popugs: &task_domain::Popugs,
+    roles: &[&str],
+) -> Vec<task_domain::Actor> {
+    let mut actors = Vec::with_capacity(roles.len());
+    for (i, role) in roles.iter().enumerate() {
+        let claims = task_domain::PopugClaims {
+            id: task_domain::PopugId(format!("popug-{i}")),
+            name: format!("popug {i}"),
+            email: None,
+            role: task_domain::Role::from_claim(role),
+            issued_at: chrono::Utc::now(),
+        };
+        actors.push(
+            popugs
+                .sync(&claims)
+                .await
+                .expect("the popug is known")
+                .actor(),
+        );
+    }
+    actors
 }

@@ -27,7 +27,7 @@ impl Gateway {
             .envs(env.iter().copied())
             .env("DATABASE_URL", &database.url)
             .env("ATES_LISTEN", "127.0.0.1:0")
-            .env("ATES_DATA_DIR", database.dir.path())
+            .env("ATES_DATA_DIR", database.folder())
             .env("ATES_JWT_SECRET", SECRET)
             .env("ATES_AUTH_EVENTS_SECRET", EVENTS_SECRET)
             .env("ATES_MUTATIONS_PER_SECOND", "0")

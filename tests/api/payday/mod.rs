@@ -110,3 +110,44 @@ async fn seed(db: &Db, entries: &[(&str, &str, &str, i64, &str)]) {
         tx.commit().await.expect("commit");
     }
 }
+
+/// Many popugs at once, each with one reward completed at noon on 1 March and the balance it
+/// gave: written in two statements, so hundreds take no time.
+async fn seed_rewards(db: &Db, popugs: &[(String, i64)]) {
+    let noon = chrono::DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
+        .expect("an instant")
+        .timestamp_micros();
+    let entries = popugs.iter().flat_map(|(popug, amount)| {
+        [
+            ates_db::Value::from(uuid::Uuid::new_v4().to_string()),
+            "TASK_COMPLETED".into(),
+            (*amount).into(),
+            (*amount).into(),
+            format!("task-of-{popug}").into(),
+            popug.as_str().into(),
+            noon.into(),
+        ]
+    });
+    let accounts = popugs
+        .iter()
+        .flat_map(|(popug, amount)| [ates_db::Value::from(popug.as_str()), (*amount).into()]);
+    let mut conn = db.pool().acquire().await.expect("a connection");
+    ates_db::insert_rows(
+        &mut conn,
+        "INSERT INTO audit_log (event_id, kind, amount, balance_after, task_id, popug_id, logged_at) VALUES",
+        "",
+        7,
+        entries.collect(),
+    )
+    .await
+    .expect("seed the log");
+    ates_db::insert_rows(
+        &mut conn,
+        "INSERT INTO accounts (popug_id, balance) VALUES",
+        "",
+        2,
+        accounts.collect(),
+    )
+    .await
+    .expect("seed the accounts");
+}

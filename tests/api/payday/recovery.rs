@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{CLOSE, app_at, balance, count, wait_for_count};
+use super::{CLOSE, app_at, balance, count, seed_rewards, wait_for_count};
 use crate::helpers::{Gateway, TestDatabase, assert_ledger_invariants};
 use crate::on_both_backends;
 
@@ -21,45 +21,7 @@ async fn crash_mid_close_pays_everyone_exactly_once(database: TestDatabase) {
     let popugs: Vec<(String, i64)> = (0..500)
         .map(|i| (format!("popug-{i:03}"), 20 + i % 17))
         .collect();
-    let mut values = Vec::new();
-    for (popug, amount) in &popugs {
-        values.extend([
-            ates_db::Value::from(uuid::Uuid::new_v4().to_string()),
-            "TASK_COMPLETED".into(),
-            (*amount).into(),
-            (*amount).into(),
-            format!("task-of-{popug}").into(),
-            popug.as_str().into(),
-            chrono::DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
-                .expect("instant")
-                .timestamp_micros()
-                .into(),
-        ]);
-    }
-    let mut conn = db.pool().acquire().await.expect("connection");
-    ates_db::insert_rows(
-        &mut conn,
-        "INSERT INTO audit_log (event_id, kind, amount, balance_after, task_id, popug_id, logged_at) VALUES",
-        "",
-        7,
-        values,
-    )
-    .await
-    .expect("seed the log");
-    let accounts: Vec<ates_db::Value> = popugs
-        .iter()
-        .flat_map(|(p, a)| [ates_db::Value::from(p.as_str()), (*a).into()])
-        .collect();
-    ates_db::insert_rows(
-        &mut conn,
-        "INSERT INTO accounts (popug_id, balance) VALUES",
-        "",
-        2,
-        accounts,
-    )
-    .await
-    .expect("seed the accounts");
-    drop(conn);
+    seed_rewards(&db, &popugs).await;
 
     let clock = database.set_clock("2026-03-02T00:01:00Z");
     let clock = clock.display().to_string();
@@ -135,44 +97,7 @@ async fn postgres_two_processes_close_one_day_once() {
     };
     let db = database.connect().await;
     let entries: Vec<(String, i64)> = (0..300).map(|i| (format!("p{i:03}"), 21 + i % 5)).collect();
-    let mut values = Vec::new();
-    for (popug, amount) in &entries {
-        values.extend([
-            ates_db::Value::from(uuid::Uuid::new_v4().to_string()),
-            "TASK_COMPLETED".into(),
-            (*amount).into(),
-            (*amount).into(),
-            popug.as_str().into(),
-            chrono::DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
-                .expect("instant")
-                .timestamp_micros()
-                .into(),
-        ]);
-    }
-    let mut conn = db.pool().acquire().await.expect("connection");
-    ates_db::insert_rows(
-        &mut conn,
-        "INSERT INTO audit_log (event_id, kind, amount, balance_after, popug_id, logged_at) VALUES",
-        "",
-        6,
-        values,
-    )
-    .await
-    .expect("seed the log");
-    let accounts: Vec<ates_db::Value> = entries
-        .iter()
-        .flat_map(|(p, a)| [ates_db::Value::from(p.as_str()), (*a).into()])
-        .collect();
-    ates_db::insert_rows(
-        &mut conn,
-        "INSERT INTO accounts (popug_id, balance) VALUES",
-        "",
-        2,
-        accounts,
-    )
-    .await
-    .expect("seed the accounts");
-    drop(conn);
+    seed_rewards(&db, &entries).await;
     let clock = database.set_clock("2026-03-02T08:00:00Z");
     let close = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
