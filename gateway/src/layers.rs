@@ -16,7 +16,14 @@ const LAYERS: &[&[&str]] = &[
     &["workers"],
     &["auth_events"],
     &["auth"],
-    &["rate_limit", "media", "metrics", "refusal", "config"],
+    &[
+        "rate_limit",
+        "media",
+        "persisted",
+        "metrics",
+        "refusal",
+        "config",
+    ],
 ];
 
 fn layer(module: &str) -> Option<usize> {

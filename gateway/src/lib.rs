@@ -12,7 +12,7 @@
 //! | `session` | who is asking: the bearer token, verified, and the popug replica |
 //! | `workers` | background loops: accounting, the subscription feed, NATS, day close, delivery |
 //! | `auth_events`, `auth` | Popug Data Updated, however it arrives; tokens |
-//! | `rate_limit`, `media`, `metrics`, `refusal`, `config` | the pieces below them all |
+//! | `rate_limit`, `media`, `persisted`, `metrics`, `refusal`, `config` | the pieces below them all |
 //!
 //! The test in `layers.rs` holds the code to this order.
 
@@ -23,6 +23,7 @@ pub mod config;
 mod http;
 mod media;
 pub mod metrics;
+mod persisted;
 mod rate_limit;
 pub mod refusal;
 mod router;

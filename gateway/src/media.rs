@@ -44,10 +44,10 @@ pub fn negotiate(headers: &HeaderMap) -> Option<Media> {
     let has = |media: &str| ranges.iter().any(|r| r == media);
     if has("application/graphql-response+json") {
         Some(Media::GraphqlResponse)
-    } else if has("application/json") {
+    } else if has("application/json") || has("*/*") || has("application/*") {
+        // A client that takes anything may predate the specification: it gets what such
+        // clients expect.
         Some(Media::Json)
-    } else if has("*/*") || has("application/*") {
-        Some(Media::GraphqlResponse)
     } else {
         None
     }
@@ -78,7 +78,12 @@ mod tests {
             Some(Media::GraphqlResponse)
         );
         assert_eq!(negotiate(&accept("application/json")), Some(Media::Json));
-        assert_eq!(negotiate(&accept("*/*")), Some(Media::GraphqlResponse));
+        // The server audit: "SHOULD accept */* and use application/json for the content-type".
+        assert_eq!(negotiate(&accept("*/*")), Some(Media::Json));
+        assert_eq!(
+            negotiate(&accept("application/graphql-response+json, */*")),
+            Some(Media::GraphqlResponse)
+        );
         assert_eq!(
             negotiate(&accept(
                 "application/graphql-response+json;q=0, application/json"

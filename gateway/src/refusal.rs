@@ -26,6 +26,10 @@ pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
 pub const BAD_EVENT: &str = "BAD_EVENT";
 pub const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
 pub const VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+/// Automatic persisted queries: the hash is not known here, so send the query's text along.
+pub const PERSISTED_QUERY_NOT_FOUND: &str = "PERSISTED_QUERY_NOT_FOUND";
+/// Automatic persisted queries are switched off here.
+pub const PERSISTED_QUERY_NOT_SUPPORTED: &str = "PERSISTED_QUERY_NOT_SUPPORTED";
 
 /// The `errors` list of a refusal: one error with its message and code.
 pub fn errors(code: &str, message: &str) -> Value {

@@ -9,15 +9,24 @@
 //! | `POST /auth/events` | Popug Data Updated from the auth service |
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness |
 //! | `GET /metrics` | Prometheus text, when enabled |
+//!
+//! Around them, from the outside in: the request id, the trace span, CORS for the origins
+//! configured (preflights are answered there), compression for clients that accept it, the
+//! body limit, and `Retry-After` on every 429 and 503.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{HeaderMap, HeaderName};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::map_response;
 use axum::response::Response;
 use axum::routing::{get, post};
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate as _, SizeAbove};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
@@ -40,10 +49,18 @@ pub fn router(state: AppState) -> Router {
     }
     let request_id = HeaderName::from_static(REQUEST_ID);
     let max_body_bytes = state.limits.max_body_bytes;
+    let cors = cors(&state.cors_origins);
     router
         .with_state(state)
+        .layer(map_response(retry_after))
         // A body announced or found larger than this is refused before it is read whole.
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        // Small answers cost more to compress than they save.
+        .layer(
+            CompressionLayer::new()
+                .compress_when(DefaultPredicate::new().and(SizeAbove::new(1024))),
+        )
+        .layer(cors)
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
             TraceLayer::new_for_http()
@@ -55,8 +72,43 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
-/// `GET /graphql`: a WebSocket for a client that asks to upgrade, a query in the URL, or
-/// GraphiQL for a browser.
+/// Cross-origin requests from the web apps of `origins` only: exact origins, never a wildcard.
+/// A preflight from any other origin is answered without the headers a browser needs to go on.
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+        ])
+        .expose_headers([HeaderName::from_static(REQUEST_ID), header::RETRY_AFTER])
+        .max_age(Duration::from_secs(600))
+}
+
+/// Every 429 (rate limited) and 503 (busy, timed out, shutting down) says when to try again:
+/// the mutation budget refills each second, and a busy pool or a restart is a matter of
+/// seconds too.
+async fn retry_after(mut response: Response) -> Response {
+    if matches!(
+        response.status(),
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    ) {
+        response
+            .headers_mut()
+            .entry(header::RETRY_AFTER)
+            .or_insert(HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// `GET /graphql`: a WebSocket for a client that asks to upgrade, a query in the URL (its text
+/// or its persisted hash), or GraphiQL for a browser.
 async fn graphql_get(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -65,7 +117,10 @@ async fn graphql_get(
 ) -> Response {
     match upgrade {
         Ok(upgrade) => ws::upgrade(State(state), headers, upgrade).await,
-        Err(_) if params.contains_key("query") => graphql::get(state, headers, params).await,
+        // A query in the URL, or one persisted, sent by its hash.
+        Err(_) if params.contains_key("query") || params.contains_key("extensions") => {
+            graphql::get(state, headers, params).await
+        }
         Err(_) => graphiql::page(),
     }
 }

@@ -16,6 +16,7 @@ use crate::api::{self, QueryLimits, Services};
 use crate::auth::{self, Authenticator, Jwks};
 use crate::auth_events::{AuthEvents, Revocations};
 use crate::config::{self, Config};
+use crate::persisted::PersistedQueries;
 use crate::rate_limit::RateLimiter;
 use crate::session::Sessions;
 use crate::state::{AppState, Limits};
@@ -128,6 +129,11 @@ impl App {
                 shutdown: Arc::new(watch::channel(false).0),
                 metrics: config.server.metrics,
                 relays,
+                cors_origins: config.server.cors_origins.clone().into(),
+                persisted: Arc::new(PersistedQueries::new(
+                    config.limits.persisted_queries,
+                    config.limits.max_query_bytes,
+                )),
                 limits: Limits {
                     max_body_bytes: config.limits.max_body_bytes,
                     max_query_bytes: config.limits.max_query_bytes,

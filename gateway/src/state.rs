@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use crate::api::{AtesSchema, Services};
 use crate::auth_events::{AuthEvents, Revocations};
+use crate::persisted::PersistedQueries;
 use crate::rate_limit::RateLimiter;
 use crate::session::Sessions;
 
@@ -30,6 +31,26 @@ pub struct AppState {
     pub(crate) metrics: bool,
     /// Whether this gateway relays the outbox to NATS.
     pub(crate) relays: bool,
+    /// Other origins whose web apps may call the API (`ATES_CORS_ORIGINS`).
+    pub(crate) cors_origins: Arc<[String]>,
+    /// Query texts clients sent by their hash.
+    pub(crate) persisted: Arc<PersistedQueries>,
+}
+
+impl AppState {
+    /// Whether a browser page on `origin` may open a socket here: our own origin (the host the
+    /// request was sent to), or one configured. Only browsers send `Origin`; a request without
+    /// one is not a page's.
+    pub(crate) fn admits_origin(&self, origin: Option<&str>, host: Option<&str>) -> bool {
+        let Some(origin) = origin else {
+            return true;
+        };
+        let origin = origin.to_ascii_lowercase();
+        let own = origin
+            .split_once("://")
+            .is_some_and(|(_, authority)| host.is_some_and(|h| h.eq_ignore_ascii_case(authority)));
+        own || self.cors_origins.contains(&origin)
+    }
 }
 
 /// Bounds on what one client may send or hold.

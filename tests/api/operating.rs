@@ -251,6 +251,11 @@ async fn sigterm_drains_requests_and_sends_sockets_away(database: TestDatabase) 
         .await
         .expect("still answering during the delay");
     assert_eq!(ready.status(), 503);
+    assert_eq!(
+        ready.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"1"[..]),
+        "a 503 says when to come back"
+    );
     assert_eq!(ready.text().await.unwrap(), "shutting down");
 
     // Past the delay, the request is still in flight; then the lock goes and it finishes.

@@ -33,6 +33,16 @@ impl Config {
             }
             let value = match value {
                 Value::Null => unset(key).to_owned(),
+                Value::Array(items) if items.is_empty() => unset(key).to_owned(),
+                // A list, as its variable takes it.
+                Value::Array(items) => items
+                    .iter()
+                    .map(|item| {
+                        item.as_str()
+                            .map_or_else(|| item.to_string(), str::to_owned)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
                 Value::String(text) => text.clone(),
                 other => other.to_string(),
             };
@@ -52,6 +62,7 @@ fn unset(key: &str) -> &'static str {
         "payment_url" => "<unset: payouts are settled by the ledger>",
         "smtp" => "<unset: mail is kept in the mailbox>",
         "clock_file" => "<unset: the system clock>",
+        "cors_origins" => "<unset: no other origin>",
         _ => "<unset>",
     }
 }

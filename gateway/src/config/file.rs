@@ -29,6 +29,21 @@ pub fn read_file(path: &std::path::Path) -> anyhow::Result<Vec<(String, String)>
             toml::Value::Integer(n) => n.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
             toml::Value::Float(f) => f.to_string(),
+            // A list of strings, as the variable takes it: comma-separated.
+            toml::Value::Array(items) => {
+                let mut texts = Vec::with_capacity(items.len());
+                for item in items {
+                    match item {
+                        toml::Value::String(text) => texts.push(text),
+                        other => anyhow::bail!(
+                            "{}: expected a list of strings, found a {} in it",
+                            where_(),
+                            other.type_str()
+                        ),
+                    }
+                }
+                texts.join(",")
+            }
             other => anyhow::bail!(
                 "{}: expected a string, number or boolean, found {}",
                 where_(),

@@ -64,6 +64,12 @@ pub struct Server {
     #[arg(long, env = "ATES_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Origins of web apps on other sites that may call the API from a browser, exact and
+    /// comma-separated (`https://board.uberpopug.example`). None by default: the web app the
+    /// gateway serves is on its own origin. A WebSocket from any other origin is refused.
+    #[arg(long, env = "ATES_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<String>,
+
     /// Serve `GET /metrics` (Prometheus text) and record what it shows.
     #[arg(long, env = "ATES_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics: bool,
@@ -212,6 +218,11 @@ pub struct Limits {
     #[arg(long, env = "ATES_ALLOW_BATCH", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_batch: bool,
 
+    /// Query texts kept for automatic persisted queries (the least recently used go first);
+    /// 0 switches them off.
+    #[arg(long, env = "ATES_PERSISTED_QUERIES", default_value_t = 1000)]
+    pub persisted_queries: usize,
+
     /// Seconds one request may run before it is stopped with 503.
     #[arg(long, env = "ATES_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
@@ -299,6 +310,21 @@ pub enum LogFormat {
 pub enum Environment {
     Development,
     Production,
+}
+
+/// An origin as a browser sends it: `http` or `https`, a host, maybe a port, and nothing after.
+fn parse_origin(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .ok_or("an origin starts with https:// or http://")?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', '*', ' ', '@']) {
+        return Err(format!(
+            "`{text}` is not an origin: a scheme and a host (and a port), with no path or wildcard"
+        ));
+    }
+    Ok(text.to_ascii_lowercase())
 }
 
 /// Parses flags and `ATES_*` variables alone, for `Config::defaults`.

@@ -3,10 +3,13 @@
 //! - `POST /graphql` with `Content-Type: application/json` (else 415) and a JSON object body;
 //!   a JSON array (a batch) only when batching is enabled.
 //! - `GET /graphql?query=…&variables=…&operationName=…` for queries; a mutation over GET is 405.
-//! - The response is `application/graphql-response+json` when the client accepts it (or
-//!   anything), `application/json` when that is what it asked for, and 406 when it accepts
-//!   neither. A request that cannot be parsed or validated gets 400 with a GraphQL error body
-//!   (`GRAPHQL_PARSE_FAILED`, `GRAPHQL_VALIDATION_FAILED`), never plain text.
+//! - The response is `application/graphql-response+json` when the client asks for it first,
+//!   `application/json` when it asks for that, for anything (`*/*`) or says nothing, and 406
+//!   when it accepts neither.
+//! - A request that cannot be parsed, validated or have its variables coerced gets an error
+//!   body without `data` (`GRAPHQL_PARSE_FAILED`, `GRAPHQL_VALIDATION_FAILED`), never plain
+//!   text: with status 400 in `application/graphql-response+json`, and 200 in
+//!   `application/json`, as the specification recommends for clients that predate it.
 //! - Too many mutations from one popug get 429 (`RATE_LIMITED`); a request over its time, or
 //!   one that found no free database connection, gets 503.
 
@@ -22,8 +25,10 @@ use serde_json::{Value, json};
 
 use crate::api::Loaders;
 use crate::media::{Media, negotiate};
+use crate::persisted::{PersistedQueries, Unpersisted};
 use crate::refusal::{
-    self, BAD_REQUEST, PARSE_FAILED, RATE_LIMITED, SERVICE_UNAVAILABLE, TIMEOUT, VALIDATION_FAILED,
+    self, BAD_REQUEST, PARSE_FAILED, PERSISTED_QUERY_NOT_FOUND, PERSISTED_QUERY_NOT_SUPPORTED,
+    RATE_LIMITED, SERVICE_UNAVAILABLE, TIMEOUT, VALIDATION_FAILED,
 };
 use crate::session::Session;
 use crate::state::AppState;
@@ -33,15 +38,34 @@ struct Answer {
     status: StatusCode,
     codes: Vec<String>,
     body: Vec<u8>,
+    /// The document failed before it could run (parse, validation, variables): its status
+    /// depends on the media type.
+    request_error: bool,
+}
+
+/// The body of a request that failed before it ran: errors only, no `data` key.
+#[derive(serde::Serialize)]
+struct Unrun<'a> {
+    errors: &'a [async_graphql::ServerError],
 }
 
 impl Answer {
+    /// A request that could not run, as a parse or validation failure: its status depends
+    /// on the media type.
+    fn request_error(code: &str, message: &str) -> Self {
+        Self {
+            request_error: true,
+            ..Self::refused(StatusCode::BAD_REQUEST, code, message)
+        }
+    }
+
     /// A request refused before it ran: a GraphQL error body with a code.
     fn refused(status: StatusCode, code: &str, message: &str) -> Self {
         Self {
             status,
             codes: vec![code.to_owned()],
             body: refusal::body(code, message),
+            request_error: false,
         }
     }
 }
@@ -129,20 +153,17 @@ pub async fn post(
             );
         }
         single => {
-            let request = match graphql_request(single) {
-                Ok(request) => request,
-                Err(message) => {
-                    return refuse(media, StatusCode::BAD_REQUEST, BAD_REQUEST, &message);
-                }
+            return match graphql_request(&app.persisted, single) {
+                Ok(request) => execute(&app, &headers, media, request, false).await,
+                Err(answer) => respond(media, answer),
             };
-            return execute(&app, &headers, media, request, false).await;
         }
     };
     let mut body = b"[".to_vec();
     for (i, value) in requests.into_iter().enumerate() {
-        let answer = match graphql_request(value) {
+        let answer = match graphql_request(&app.persisted, value) {
             Ok(request) => run(&app, &headers, request, false).await,
-            Err(message) => Answer::refused(StatusCode::BAD_REQUEST, BAD_REQUEST, &message),
+            Err(answer) => answer,
         };
         if i > 0 {
             body.push(b',');
@@ -158,7 +179,10 @@ pub async fn get(app: AppState, headers: HeaderMap, params: HashMap<String, Stri
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
     };
-    let mut value = json!({ "query": params.get("query") });
+    let mut value = json!({});
+    if let Some(query) = params.get("query") {
+        value["query"] = json!(query);
+    }
     if let Some(name) = params.get("operationName") {
         value["operationName"] = json!(name);
     }
@@ -177,9 +201,9 @@ pub async fn get(app: AppState, headers: HeaderMap, params: HashMap<String, Stri
             }
         }
     }
-    match graphql_request(value) {
+    match graphql_request(&app.persisted, value) {
         Ok(request) => execute(&app, &headers, media, request, true).await,
-        Err(message) => refuse(media, StatusCode::BAD_REQUEST, BAD_REQUEST, &message),
+        Err(answer) => respond(media, answer),
     }
 }
 
@@ -193,28 +217,57 @@ fn not_acceptable() -> Response {
 }
 
 /// A request object as the specification has it: `query` a string; `variables`,
-/// `operationName` and `extensions` optional.
-fn graphql_request(value: Value) -> Result<async_graphql::Request, String> {
-    let Value::Object(object) = value else {
-        return Err("a request is a JSON object with a query".into());
+/// `operationName` and `extensions` optional. With a `persistedQuery` extension the query may
+/// be left out, and is taken from the persisted ones by its hash.
+fn graphql_request(
+    persisted: &PersistedQueries,
+    value: Value,
+) -> Result<async_graphql::Request, Answer> {
+    let malformed = |message: &str| Answer::refused(StatusCode::BAD_REQUEST, BAD_REQUEST, message);
+    let Value::Object(mut object) = value else {
+        return Err(malformed("a request is a JSON object with a query"));
     };
+    if let Some(extension) = object
+        .get("extensions")
+        .and_then(|extensions| extensions.get("persistedQuery"))
+    {
+        let query = match object.get("query") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(query)) => Some(query.as_str()),
+            Some(_) => return Err(malformed("the query must be a string")),
+        };
+        let text = persisted.resolve(extension, query).map_err(|unpersisted| {
+            match unpersisted {
+                // The protocol's own words, which the clients look for.
+                Unpersisted::NotFound => {
+                    Answer::request_error(PERSISTED_QUERY_NOT_FOUND, "PersistedQueryNotFound")
+                }
+                Unpersisted::NotSupported => Answer::request_error(
+                    PERSISTED_QUERY_NOT_SUPPORTED,
+                    "PersistedQueryNotSupported",
+                ),
+                Unpersisted::Refused(message) => malformed(&message),
+            }
+        })?;
+        object.insert("query".into(), Value::String(text.to_string()));
+    }
     match object.get("query") {
         Some(Value::String(_)) => {}
-        _ => return Err("the request has no query string".into()),
+        _ => return Err(malformed("the request has no query string")),
     }
     if !matches!(
         object.get("variables"),
         None | Some(Value::Null | Value::Object(_))
     ) {
-        return Err("variables must be an object".into());
+        return Err(malformed("variables must be an object"));
     }
     if !matches!(
         object.get("operationName"),
         None | Some(Value::Null | Value::String(_))
     ) {
-        return Err("operationName must be a string".into());
+        return Err(malformed("operationName must be a string"));
     }
-    serde_json::from_value(Value::Object(object)).map_err(|_| "the request is malformed".into())
+    serde_json::from_value(Value::Object(object)).map_err(|_| malformed("the request is malformed"))
 }
 
 /// The type of the operation the request would run, when the document parses (the parsed
@@ -242,8 +295,15 @@ async fn execute(
     request: async_graphql::Request,
     over_get: bool,
 ) -> Response {
-    let answer = run(app, headers, request, over_get).await;
-    let status = answer.status;
+    respond(media, run(app, headers, request, over_get).await)
+}
+
+/// The response of an answer in `media`.
+fn respond(media: Media, answer: Answer) -> Response {
+    let status = match media {
+        Media::Json if answer.request_error => StatusCode::OK,
+        _ => answer.status,
+    };
     let mut response = respond_bytes(media, status, answer.body);
     if status == StatusCode::METHOD_NOT_ALLOWED {
         response
@@ -340,7 +400,8 @@ async fn answer(
         )
         .collect();
     let has = |code: &str| codes.iter().any(|c| c == code);
-    let status = if has(PARSE_FAILED) || has(VALIDATION_FAILED) {
+    let request_error = has(PARSE_FAILED) || has(VALIDATION_FAILED);
+    let status = if request_error {
         StatusCode::BAD_REQUEST
     } else if response.data == async_graphql::Value::Null && has(SERVICE_UNAVAILABLE) {
         StatusCode::SERVICE_UNAVAILABLE
@@ -349,10 +410,17 @@ async fn answer(
     };
     // Straight from the response to bytes: the keys keep the selection's order, as the
     // specification asks, and nothing is copied on the way.
-    let body = serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec());
+    let body = if request_error {
+        serde_json::to_vec(&Unrun {
+            errors: &response.errors,
+        })
+    } else {
+        serde_json::to_vec(&response)
+    };
     Answer {
         status,
         codes,
-        body,
+        body: body.unwrap_or_else(|_| b"{}".to_vec()),
+        request_error,
     }
 }

@@ -13,15 +13,15 @@ use std::time::Duration;
 use async_graphql::futures_util::StreamExt as _;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse as _, Response};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::api::Loaders;
 use crate::metrics::{self, Held};
-use crate::refusal::{self, BAD_USER_INPUT};
+use crate::refusal::{self, BAD_USER_INPUT, FORBIDDEN};
 use crate::session::{Session, bearer, bearer_token};
 use crate::state::AppState;
 
@@ -61,6 +61,20 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // A page on another site must not open a socket that a popug's browser authenticates.
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if !app.admits_origin(header(header::ORIGIN), header(header::HOST)) {
+        return refusal::Refusal::new(
+            StatusCode::FORBIDDEN,
+            FORBIDDEN,
+            "this origin may not open a socket here (see ATES_CORS_ORIGINS)",
+        )
+        .into_response();
+    }
     let ws = ws
         .protocols(["graphql-transport-ws", "graphql-ws"])
         .max_message_size(app.limits.max_ws_message)

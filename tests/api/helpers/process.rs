@@ -107,7 +107,13 @@ pub fn js_dir() -> PathBuf {
     static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/js");
     INSTALLED.get_or_init(|| {
-        let wanted = ["graphql-ws", "ws", "playwright-core"];
+        let wanted = [
+            "graphql",
+            "graphql-http",
+            "graphql-ws",
+            "ws",
+            "playwright-core",
+        ];
         if wanted
             .iter()
             .any(|p| !js.join("node_modules").join(p).exists())
