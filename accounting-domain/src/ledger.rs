@@ -193,27 +193,7 @@ impl Ledger {
                     .map_err(|_| AccountingError::BadCursor)?,
             ),
         };
-        let mut conditions = Conditions::default();
-        if let Some(popug) = &filter.popug_id {
-            conditions.compare("popug_id", "=", popug.as_str());
-        }
-        if let Some(task) = &filter.task_id {
-            conditions.compare("task_id", "=", task.as_str());
-        }
-        if !filter.kinds.is_empty() {
-            let kinds: Vec<String> = filter
-                .kinds
-                .iter()
-                .map(|k| conditions.bind(k.as_str()))
-                .collect();
-            conditions.push(format!("kind IN ({})", kinds.join(", ")));
-        }
-        if let Some(from) = filter.from {
-            conditions.compare("logged_at", ">=", to_micros(from));
-        }
-        if let Some(to) = filter.to {
-            conditions.compare("logged_at", "<", to_micros(to));
-        }
+        let mut conditions = log_conditions(filter);
         let (direction, beyond) = if oldest_first {
             ("ASC", ">")
         } else {
@@ -234,6 +214,37 @@ impl Ledger {
         let rows = query.fetch_all(self.db.pool()).await?;
         Ok(Page::from_overfetch(rows, page.first).map(LogEntry::from))
     }
+
+    /// How many entries `filter` finds, counted by the index that serves its list.
+    pub async fn count(&self, filter: &LogFilter) -> Result<i64, AccountingError> {
+        Ok(log_conditions(filter).count(&self.db, "audit_log").await?)
+    }
+}
+
+/// The conditions of a log list: each filter given, and no other.
+fn log_conditions(filter: &LogFilter) -> Conditions {
+    let mut conditions = Conditions::default();
+    if let Some(popug) = &filter.popug_id {
+        conditions.compare("popug_id", "=", popug.as_str());
+    }
+    if let Some(task) = &filter.task_id {
+        conditions.compare("task_id", "=", task.as_str());
+    }
+    if !filter.kinds.is_empty() {
+        let kinds: Vec<String> = filter
+            .kinds
+            .iter()
+            .map(|k| conditions.bind(k.as_str()))
+            .collect();
+        conditions.push(format!("kind IN ({})", kinds.join(", ")));
+    }
+    if let Some(from) = filter.from {
+        conditions.compare("logged_at", ">=", to_micros(from));
+    }
+    if let Some(to) = filter.to {
+        conditions.compare("logged_at", "<", to_micros(to));
+    }
+    conditions
 }
 
 async fn balance(conn: &mut AnyConnection, popug_id: &str) -> Result<i64, AccountingError> {

@@ -252,4 +252,13 @@ impl Conditions {
     pub fn into_values(self) -> Vec<Value> {
         self.values
     }
+
+    /// How many rows of `table` meet the conditions: one `COUNT(*)`.
+    pub async fn count(self, db: &crate::Db, table: &str) -> Result<i64, sqlx::Error> {
+        let sql = format!("SELECT COUNT(*) FROM {table} {}", self.clause());
+        let (count,): (i64,) = bind_all_as(sqlx::query_as(sqlx::AssertSqlSafe(sql)), self.values)
+            .fetch_one(db.pool())
+            .await?;
+        Ok(count)
+    }
 }

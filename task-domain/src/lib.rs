@@ -17,5 +17,5 @@ pub use popug::{Actor, Popug, PopugClaims, PopugId};
 pub use popugs::{EventOutcome, Popugs};
 pub use recent::TTL as POPUG_MEMORY;
 pub use role::{Permission, Role};
-pub use task::{NewTask, Task, TaskFilter, TaskId, TaskStatus};
+pub use task::{MAX_SEARCH, NewTask, Task, TaskFilter, TaskId, TaskStatus};
 pub use tracker::{ShuffleOutcome, Tracker};

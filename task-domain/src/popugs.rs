@@ -288,10 +288,7 @@ impl Popugs {
         role: Option<Role>,
         page: &PageRequest,
     ) -> Result<Page<Popug>, TaskError> {
-        let mut conditions = Conditions::default();
-        if let Some(role) = role {
-            conditions.compare("role", "=", role.as_str());
-        }
+        let mut conditions = role_condition(role);
         if let Some(after) = &page.after {
             conditions.compare("id", ">", after.as_str());
         }
@@ -310,6 +307,20 @@ impl Popugs {
             page.first,
         ))
     }
+
+    /// How many popugs have `role` (everyone, without one).
+    pub async fn count(&self, role: Option<Role>) -> Result<i64, TaskError> {
+        Ok(role_condition(role).count(&self.db, "popugs").await?)
+    }
+}
+
+/// Popugs of `role`, or everyone.
+fn role_condition(role: Option<Role>) -> Conditions {
+    let mut conditions = Conditions::default();
+    if let Some(role) = role {
+        conditions.compare("role", "=", role.as_str());
+    }
+    conditions
 }
 
 fn is_refresh(row: &PopugRow, claims: &PopugClaims, issued: i64) -> bool {

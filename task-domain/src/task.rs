@@ -158,7 +158,13 @@ fn is_tracker_key(key: &str) -> bool {
 pub struct TaskFilter {
     pub status: Option<TaskStatus>,
     pub assignee_id: Option<PopugId>,
+    /// Tasks whose title or tracker key contains this text, in any case; at most
+    /// [`MAX_SEARCH`] characters.
+    pub search: Option<String>,
 }
+
+/// The longest text a task search takes.
+pub const MAX_SEARCH: usize = 100;
 
 #[cfg(test)]
 mod tests {

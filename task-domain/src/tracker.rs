@@ -13,8 +13,8 @@ use uuid::Uuid;
 use crate::popugs::{assignable, still_assignable};
 use crate::task::{COLUMNS, TaskRow};
 use crate::{
-    Actor, NewTask, Page, PageRequest, Permission, PopugId, Popugs, Task, TaskError, TaskFilter,
-    TaskId, TaskStatus,
+    Actor, MAX_SEARCH, NewTask, Page, PageRequest, Permission, PopugId, Popugs, Task, TaskError,
+    TaskFilter, TaskId, TaskStatus,
 };
 
 /// Rows per bulk UPDATE of a shuffle on SQLite (two parameters each).
@@ -275,13 +275,7 @@ impl Tracker {
         filter: &TaskFilter,
         page: &PageRequest,
     ) -> Result<Page<Task>, TaskError> {
-        let mut conditions = Conditions::default();
-        if let Some(assignee) = &filter.assignee_id {
-            conditions.compare("assignee_id", "=", assignee.0.as_str());
-        }
-        if let Some(status) = filter.status {
-            conditions.compare("status", "=", status.as_str());
-        }
+        let mut conditions = self.conditions(filter)?;
         if let Some(after) = &page.after {
             conditions.compare("id", "<", after.as_str());
         }
@@ -299,6 +293,63 @@ impl Tracker {
             rows.into_iter().map(Task::from).collect(),
             page.first,
         ))
+    }
+
+    /// How many tasks `filter` finds, counted by the index that serves its list.
+    pub async fn count(&self, filter: &TaskFilter) -> Result<i64, TaskError> {
+        Ok(self.conditions(filter)?.count(&self.db, "tasks").await?)
+    }
+
+    /// The conditions of a task list. A search is served by the trigram index of each store
+    /// (PostgreSQL: `pg_trgm` on each column; SQLite: the FTS5 table `tasks_search`).
+    fn conditions(&self, filter: &TaskFilter) -> Result<Conditions, TaskError> {
+        let mut conditions = Conditions::default();
+        if let Some(assignee) = &filter.assignee_id {
+            conditions.compare("assignee_id", "=", assignee.0.as_str());
+        }
+        if let Some(status) = filter.status {
+            conditions.compare("status", "=", status.as_str());
+        }
+        let search = filter.search.as_deref().filter(|text| !text.is_empty());
+        if let Some(text) = search {
+            if text.chars().count() > MAX_SEARCH {
+                return Err(TaskError::Invalid(format!(
+                    "search is at most {MAX_SEARCH} characters"
+                )));
+            }
+            let condition = search_condition(self.db.backend(), &mut conditions, text);
+            conditions.push(condition);
+        }
+        Ok(conditions)
+    }
+}
+
+/// "Title or tracker key contains `text`, in any case", as each store's index serves it.
+fn search_condition(backend: Backend, conditions: &mut Conditions, text: &str) -> String {
+    // `%`, `_` and the escape itself stand for themselves.
+    let pattern = || {
+        let escaped = text
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("%{escaped}%")
+    };
+    match backend {
+        Backend::Postgres => {
+            let pattern = conditions.bind(pattern());
+            format!("(title ILIKE {pattern} OR jira_id ILIKE {pattern})")
+        }
+        // Three characters or more are a phrase of trigrams, which the index finds wherever
+        // it stands; a shorter text has no trigram, and is looked for in the rows themselves.
+        Backend::Sqlite if text.chars().count() >= 3 => {
+            let quoted = text.replace('"', "\"\"");
+            let phrase = conditions.bind(format!("{{title jira_id}} : \"{quoted}\""));
+            format!("rowid IN (SELECT rowid FROM tasks_search WHERE tasks_search MATCH {phrase})")
+        }
+        Backend::Sqlite => {
+            let pattern = conditions.bind(pattern());
+            format!("(title LIKE {pattern} ESCAPE '\\' OR jira_id LIKE {pattern} ESCAPE '\\')")
+        }
     }
 }
 

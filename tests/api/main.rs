@@ -19,6 +19,7 @@ mod fuzz;
 mod graphiql;
 mod jwks;
 mod limits;
+mod lists;
 mod nats;
 mod operating;
 mod origins;

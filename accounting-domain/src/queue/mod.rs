@@ -282,17 +282,7 @@ impl Queues {
         filter: &QueueFilter,
         page: &PageRequest,
     ) -> Result<Page<Q::Item>, AccountingError> {
-        let mut conditions = Conditions::default();
-        if let Some(popug) = &filter.popug_id {
-            conditions.compare("popug_id", "=", popug.as_str());
-        }
-        if let Some(day) = filter.day {
-            let day = conditions.bind(day.to_string());
-            conditions.push(Q::OF_DAY.replace("{}", &day));
-        }
-        if let Some(status) = filter.status {
-            conditions.compare("status", "=", status.as_str());
-        }
+        let mut conditions = queue_conditions::<Q>(filter);
         if let Some(after) = &page.after {
             conditions.compare("id", "<", after.as_str());
         }
@@ -310,4 +300,36 @@ impl Queues {
         let rows = query.fetch_all(self.db.pool()).await?;
         Ok(Page::from_overfetch(rows, page.first).map(Q::Item::from))
     }
+
+    async fn count<Q: Queue>(&self, filter: &QueueFilter) -> Result<i64, AccountingError> {
+        Ok(queue_conditions::<Q>(filter)
+            .count(&self.db, Q::TABLE)
+            .await?)
+    }
+
+    /// How many payouts `filter` finds.
+    pub async fn count_payouts(&self, filter: &QueueFilter) -> Result<i64, AccountingError> {
+        self.count::<PayoutQueue>(filter).await
+    }
+
+    /// How many messages `filter` finds in the mailbox.
+    pub async fn count_mail(&self, filter: &QueueFilter) -> Result<i64, AccountingError> {
+        self.count::<MailQueue>(filter).await
+    }
+}
+
+/// The conditions of a queue's list: each filter given, and no other.
+fn queue_conditions<Q: Queue>(filter: &QueueFilter) -> Conditions {
+    let mut conditions = Conditions::default();
+    if let Some(popug) = &filter.popug_id {
+        conditions.compare("popug_id", "=", popug.as_str());
+    }
+    if let Some(day) = filter.day {
+        let day = conditions.bind(day.to_string());
+        conditions.push(Q::OF_DAY.replace("{}", &day));
+    }
+    if let Some(status) = filter.status {
+        conditions.compare("status", "=", status.as_str());
+    }
+    conditions
 }

@@ -4,12 +4,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use accounting_domain::{AccountingError, Ledger, LogEntry, LogFilter, Prices};
-use async_graphql::connection::Connection;
 use async_graphql::dataloader::Loader;
 use async_graphql::{Context, Enum, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
 use task_domain::{PopugId, TaskId};
 
+use super::page::{Counted, Listed};
 use super::popug::PopugObject;
 use super::scalars::Date;
 use super::task::TaskObject;
@@ -102,7 +102,7 @@ impl AccountObject {
         day: Option<Date>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> ApiResult<Connection<String, AuditLogEntry>> {
+    ) -> ApiResult<Listed<AuditLogEntry>> {
         let (from, to) = ctx.payday().bounds(day.map(|d| d.0));
         let filter = LogFilter {
             popug_id: Some(self.popug_id.clone()),
@@ -110,7 +110,7 @@ impl AccountObject {
             to: Some(to),
             ..LogFilter::default()
         };
-        log_page(ctx.ledger(), &filter, first, after, true).await
+        log_page(ctx.ledger(), filter, first, after, true).await
     }
 }
 
@@ -161,7 +161,7 @@ impl AccountingQuery {
         filter: Option<AuditLogFilter>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> ApiResult<Connection<String, AuditLogEntry>> {
+    ) -> ApiResult<Listed<AuditLogEntry>> {
         let actor = ctx.actor()?;
         let filter = filter.unwrap_or_default();
         let popug_id = money_scope(
@@ -181,22 +181,23 @@ impl AccountingQuery {
             from: filter.from,
             to: filter.to,
         };
-        log_page(ctx.ledger(), &domain, first, after, filter.oldest_first).await
+        log_page(ctx.ledger(), domain, first, after, filter.oldest_first).await
     }
 }
 
 async fn log_page(
     ledger: &Ledger,
-    filter: &LogFilter,
+    filter: LogFilter,
     first: Option<i32>,
     after: Option<String>,
     oldest_first: bool,
-) -> ApiResult<Connection<String, AuditLogEntry>> {
+) -> ApiResult<Listed<AuditLogEntry>> {
     let request = page::request(first, after)?;
-    let found = ledger.log(filter, &request, oldest_first).await?;
+    let found = ledger.log(&filter, &request, oldest_first).await?;
     Ok(page::connection(
         found,
         &request,
+        Counted::Log(filter),
         |entry| entry.seq.to_string(),
         AuditLogEntry,
     ))

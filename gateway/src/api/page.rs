@@ -1,10 +1,42 @@
-//! Relay cursor connections over the domain's forward pages.
+//! Relay cursor connections over the domain's forward pages, each with a `totalCount`.
 
-use async_graphql::OutputType;
+use accounting_domain::{LogFilter, QueueFilter};
 use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, Object, OutputType};
 use ates_db::{Page, PageRequest};
+use task_domain::{Role, TaskFilter};
 
-use super::{ApiError, ApiResult};
+use super::{ApiError, ApiResult, ContextExt};
+
+/// A connection of our API: string cursors, and `totalCount` beside `edges` and `pageInfo`.
+pub type Listed<N> = Connection<String, N, Total>;
+
+/// What a list is, without its page: what `totalCount` counts.
+pub enum Counted {
+    Tasks(TaskFilter),
+    Popugs(Option<Role>),
+    Log(LogFilter),
+    Payouts(QueueFilter),
+    Mail(QueueFilter),
+}
+
+/// The fields a connection has of its own.
+pub struct Total(Counted);
+
+#[Object]
+impl Total {
+    /// How many items the whole list holds, every page together: one count, by the index that
+    /// serves the list, made only when this field is asked for.
+    async fn total_count(&self, ctx: &Context<'_>) -> ApiResult<i64> {
+        Ok(match &self.0 {
+            Counted::Tasks(filter) => ctx.tracker().count(filter).await?,
+            Counted::Popugs(role) => ctx.popugs().count(*role).await?,
+            Counted::Log(filter) => ctx.ledger().count(filter).await?,
+            Counted::Payouts(filter) => ctx.queues().count_payouts(filter).await?,
+            Counted::Mail(filter) => ctx.queues().count_mail(filter).await?,
+        })
+    }
+}
 
 pub const DEFAULT_PAGE: usize = 20;
 pub const MAX_PAGE: usize = 100;
@@ -32,14 +64,16 @@ pub fn request(first: Option<i32>, after: Option<String>) -> ApiResult<PageReque
     Ok(PageRequest { first, after })
 }
 
-/// A connection whose cursors are the items' keys.
+/// A connection whose cursors are the items' keys, of the list `counted` describes.
 pub fn connection<T, N: OutputType>(
     page: Page<T>,
     request: &PageRequest,
+    counted: Counted,
     key: impl Fn(&T) -> String,
     node: impl Fn(T) -> N,
-) -> Connection<String, N> {
-    let mut connection = Connection::new(request.after.is_some(), page.has_next);
+) -> Listed<N> {
+    let mut connection =
+        Connection::with_additional_fields(request.after.is_some(), page.has_next, Total(counted));
     connection.edges = page
         .items
         .into_iter()

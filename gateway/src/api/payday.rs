@@ -1,11 +1,11 @@
 //! Make Payment: day closes, payouts, and the mailbox.
 
 use accounting_domain::{DayClose, Mail, Payout, QueueFilter};
-use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
 use task_domain::{Permission, PopugId};
 
+use super::page::{Counted, Listed};
 use super::popug::PopugObject;
 use super::scalars::Date;
 use super::{ApiError, ApiResult, ContextExt, load_popug, money_scope, page};
@@ -210,7 +210,7 @@ impl PaydayQuery {
         filter: Option<PayoutFilter>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> ApiResult<Connection<String, PayoutObject>> {
+    ) -> ApiResult<Listed<PayoutObject>> {
         let actor = ctx.actor()?;
         let filter = filter.unwrap_or_default();
         let popug_id = money_scope(
@@ -228,6 +228,7 @@ impl PaydayQuery {
         Ok(page::connection(
             found,
             &request,
+            Counted::Payouts(filter),
             |p| p.id.clone(),
             PayoutObject,
         ))
@@ -241,7 +242,7 @@ impl PaydayQuery {
         popug_id: Option<ID>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> ApiResult<Connection<String, MailObject>> {
+    ) -> ApiResult<Listed<MailObject>> {
         ctx.actor_may(Permission::Administer, "read the mailbox")?;
         let request = page::request(first, after)?;
         let filter = QueueFilter {
@@ -252,6 +253,7 @@ impl PaydayQuery {
         Ok(page::connection(
             found,
             &request,
+            Counted::Mail(filter),
             |m| m.id.clone(),
             MailObject,
         ))

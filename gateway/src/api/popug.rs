@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_graphql::connection::Connection;
 use async_graphql::dataloader::Loader;
 use async_graphql::{Context, Enum, ID, Object};
 use task_domain::{Permission, Popug, PopugId, Popugs, Role, TaskError};
 
+use super::page::{Counted, Listed};
 use super::{ApiResult, ContextExt, page};
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
@@ -65,13 +65,15 @@ impl PopugQuery {
         role: Option<RoleValue>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> ApiResult<Connection<String, PopugObject>> {
+    ) -> ApiResult<Listed<PopugObject>> {
         ctx.actor_may(Permission::ListPopugs, "list popugs")?;
         let request = page::request(first, after)?;
-        let found = ctx.popugs().list(role.map(Role::from), &request).await?;
+        let role = role.map(Role::from);
+        let found = ctx.popugs().list(role, &request).await?;
         Ok(page::connection(
             found,
             &request,
+            Counted::Popugs(role),
             |p| p.id.0.clone(),
             PopugObject,
         ))

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use accounting_domain::Prices;
-use async_graphql::connection::Connection;
 use async_graphql::dataloader::Loader;
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use task_domain::{NewTask, PopugId, Task, TaskError, TaskFilter, TaskId, Tracker};
 
+use super::page::{Counted, Listed};
 use super::popug::PopugObject;
 use super::{ApiError, ApiResult, ContextExt, load_popug, page};
 
@@ -160,13 +160,19 @@ impl TaskQuery {
         ctx: &Context<'_>,
         status: Option<TaskStatusValue>,
         assignee_id: Option<ID>,
+        #[graphql(
+            desc = "Only tasks whose title or tracker key contains this text, in any case \
+                          (at most 100 characters)."
+        )]
+        search: Option<String>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> ApiResult<Connection<String, TaskObject>> {
+    ) -> ApiResult<Listed<TaskObject>> {
         ctx.actor()?;
         let filter = TaskFilter {
             status: status.map(Into::into),
             assignee_id: assignee_id.map(|id| PopugId(id.0)),
+            search,
         };
         list(ctx, filter, first, after).await
     }
@@ -179,11 +185,12 @@ impl TaskQuery {
         status: Option<TaskStatusValue>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> ApiResult<Connection<String, TaskObject>> {
+    ) -> ApiResult<Listed<TaskObject>> {
         let actor = ctx.actor()?;
         let filter = TaskFilter {
             status: status.map(Into::into),
             assignee_id: Some(actor.id.clone()),
+            search: None,
         };
         list(ctx, filter, first, after).await
     }
@@ -194,12 +201,13 @@ async fn list(
     filter: TaskFilter,
     first: Option<i32>,
     after: Option<String>,
-) -> ApiResult<Connection<String, TaskObject>> {
+) -> ApiResult<Listed<TaskObject>> {
     let request = page::request(first, after)?;
     let found = ctx.tracker().list(&filter, &request).await?;
     Ok(page::connection(
         found,
         &request,
+        Counted::Tasks(filter),
         |t| t.id.0.clone(),
         TaskObject,
     ))
