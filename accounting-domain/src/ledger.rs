@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use ates_db::{Backend, Conditions, Db, Lock, Page, PageRequest, to_micros};
+use ates_db::{Backend, Conditions, Db, Lock, Order, Page, PageRequest, Value, to_micros};
 use ates_events::ids::{PopugId, TaskId};
 use ates_events::outbox::{self, Position, StoredEvent};
 use sqlx::AnyConnection;
@@ -193,26 +193,21 @@ impl Ledger {
                     .map_err(|_| AccountingError::BadCursor)?,
             ),
         };
-        let mut conditions = log_conditions(filter);
-        let (direction, beyond) = if oldest_first {
-            ("ASC", ">")
-        } else {
-            ("DESC", "<")
+        let order = Order {
+            column: "seq",
+            descending: !oldest_first,
         };
-        if let Some(after) = after {
-            conditions.compare("seq", beyond, after);
-        }
-        let sql = format!(
-            "SELECT {COLUMNS} FROM audit_log {}ORDER BY seq {direction} LIMIT {}",
-            conditions.clause(),
-            conditions.bind(page.first as i64 + 1)
-        );
-        let query = ates_db::bind_all_as(
-            sqlx::query_as::<_, LogRow>(sqlx::AssertSqlSafe(sql)),
-            conditions.into_values(),
-        );
-        let rows = query.fetch_all(self.db.pool()).await?;
-        Ok(Page::from_overfetch(rows, page.first).map(LogEntry::from))
+        let rows: Page<LogRow> = ates_db::read_page(
+            &self.db,
+            COLUMNS,
+            "audit_log",
+            log_conditions(filter),
+            order,
+            page,
+            after.map(Value::Int),
+        )
+        .await?;
+        Ok(rows.map(LogEntry::from))
     }
 
     /// How many entries `filter` finds, counted by the index that serves its list.

@@ -73,10 +73,7 @@ async fn ledger_of(store: &Store) {
     let log = ledger
         .log(
             &LogFilter::default(),
-            &PageRequest {
-                first: 100,
-                after: None,
-            },
+            &PageRequest::forward(100, None),
             true,
         )
         .await
@@ -107,10 +104,7 @@ async fn ledger_of(store: &Store) {
     let bad = ledger
         .log(
             &LogFilter::default(),
-            &PageRequest {
-                first: 1,
-                after: Some("not-a-seq".into()),
-            },
+            &PageRequest::forward(1, Some("not-a-seq".into())),
             true,
         )
         .await;

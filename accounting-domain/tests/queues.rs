@@ -107,7 +107,7 @@ async fn queues_of(store: &Store) {
     );
 
     // Readers page newest first, by status and by day.
-    let page = |first, after: Option<String>| PageRequest { first, after };
+    let page = PageRequest::forward;
     let all = queues
         .payouts(&QueueFilter::default(), &page(2, None))
         .await

@@ -214,7 +214,7 @@ pub async fn insert_rows(
 /// The WHERE clause of a statement built from the conditions a caller gave, and the values
 /// they bind, numbered as they are added: a list names only its filters in use, so each shape
 /// of it has a plan of its own.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Conditions {
     conditions: Vec<String>,
     values: Vec<Value>,
@@ -251,6 +251,18 @@ impl Conditions {
     /// The values, in placeholder order.
     pub fn into_values(self) -> Vec<Value> {
         self.values
+    }
+
+    /// Whether any row of `table` meets the conditions: a query that stops at the first.
+    pub async fn any(self, db: &crate::Db, table: &str) -> Result<bool, sqlx::Error> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM {table} {}LIMIT 1) AS found",
+            self.clause()
+        );
+        let (count,): (i64,) = bind_all_as(sqlx::query_as(sqlx::AssertSqlSafe(sql)), self.values)
+            .fetch_one(db.pool())
+            .await?;
+        Ok(count > 0)
     }
 
     /// How many rows of `table` meet the conditions: one `COUNT(*)`.

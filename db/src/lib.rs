@@ -27,7 +27,7 @@ pub use bind::{
 };
 pub use lock::{HeldLock, Lock};
 pub use notify::{Channel, Listener};
-pub use page::{Page, PageRequest};
+pub use page::{Order, Page, PageRequest, read_page};
 pub use sqlx::Error as SqlError;
 
 /// Which dialect the pool speaks.

@@ -126,10 +126,7 @@ async fn bench(backend: &str, url: &str, data_dir: &std::path::Path) -> anyhow::
         to: Some(day + chrono::Duration::days(1)),
         ..LogFilter::default()
     };
-    let page = PageRequest {
-        first: 100,
-        after: None,
-    };
+    let page = PageRequest::forward(100, None);
     let mut times = Vec::new();
     let mut rows = 0;
     for _ in 0..200 {

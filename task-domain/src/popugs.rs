@@ -288,24 +288,22 @@ impl Popugs {
         role: Option<Role>,
         page: &PageRequest,
     ) -> Result<Page<Popug>, TaskError> {
-        let mut conditions = role_condition(role);
-        if let Some(after) = &page.after {
-            conditions.compare("id", ">", after.as_str());
-        }
-        let sql = format!(
-            "SELECT {COLUMNS} FROM popugs {}ORDER BY id LIMIT {}",
-            conditions.clause(),
-            conditions.bind(page.first as i64 + 1)
-        );
-        let values = conditions.into_values();
-        let rows: Vec<PopugRow> =
-            ates_db::bind_all_as(sqlx::query_as(sqlx::AssertSqlSafe(sql)), values)
-                .fetch_all(self.db.pool())
-                .await?;
-        Ok(Page::from_overfetch(
-            rows.into_iter().map(Popug::from).collect(),
-            page.first,
-        ))
+        let by_id = ates_db::Order {
+            column: "id",
+            descending: false,
+        };
+        let cursor = page.after.as_deref().map(ates_db::Value::from);
+        let rows: Page<PopugRow> = ates_db::read_page(
+            &self.db,
+            COLUMNS,
+            "popugs",
+            role_condition(role),
+            by_id,
+            page,
+            cursor,
+        )
+        .await?;
+        Ok(rows.map(Popug::from))
     }
 
     /// How many popugs have `role` (everyone, without one).

@@ -2,7 +2,7 @@
 
 use std::sync::LazyLock;
 
-use ates_db::{Backend, Conditions, Db, Value, to_micros};
+use ates_db::{Backend, Conditions, Db, Order, Value, to_micros};
 use ates_events::NewEvent;
 use ates_events::outbox::{self, Committed, StoredEvent};
 use ates_events::task::{TaskAssigned, TaskCompleted, TaskCreated};
@@ -275,24 +275,23 @@ impl Tracker {
         filter: &TaskFilter,
         page: &PageRequest,
     ) -> Result<Page<Task>, TaskError> {
-        let mut conditions = self.conditions(filter)?;
-        if let Some(after) = &page.after {
-            conditions.compare("id", "<", after.as_str());
-        }
-        let sql = format!(
-            "SELECT {COLUMNS} FROM tasks {}ORDER BY id DESC LIMIT {}",
-            conditions.clause(),
-            conditions.bind(page.first as i64 + 1)
-        );
-        let values = conditions.into_values();
-        let rows: Vec<TaskRow> =
-            ates_db::bind_all_as(sqlx::query_as(sqlx::AssertSqlSafe(sql)), values)
-                .fetch_all(self.db.pool())
-                .await?;
-        Ok(Page::from_overfetch(
-            rows.into_iter().map(Task::from).collect(),
-            page.first,
-        ))
+        let newest_first = Order {
+            column: "id",
+            descending: true,
+        };
+        let cursor = page.after.as_deref().map(Value::from);
+        let conditions = self.conditions(filter)?;
+        let rows: Page<TaskRow> = ates_db::read_page(
+            &self.db,
+            COLUMNS,
+            "tasks",
+            conditions,
+            newest_first,
+            page,
+            cursor,
+        )
+        .await?;
+        Ok(rows.map(Task::from))
     }
 
     /// How many tasks `filter` finds, counted by the index that serves its list.

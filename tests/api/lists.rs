@@ -1,12 +1,14 @@
-//! Lists as a front-end pages them: every connection counts its whole list when asked
+//! Lists as a front-end pages them: every connection pages both ways (`first`/`after` and
+//! `last`/`before`, with `pageInfo` true to the data), counts its whole list when asked
 //! (`totalCount`), and `tasks(search:)` finds tasks by a piece of their title or tracker key.
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, settled};
+use crate::helpers::{TestApp, User, settled};
 use crate::on_both_backends;
 
 on_both_backends!(
+    every_connection_pages_both_ways,
     every_connection_counts_its_whole_list,
     tasks_are_found_by_a_piece_of_title_or_tracker_key,
 );
@@ -240,4 +242,137 @@ async fn tasks_are_found_by_a_piece_of_title_or_tracker_key(app: TestApp) {
     assert_eq!(code, "BAD_USER_INPUT");
     let (_, total) = found(&app, token, &"x".repeat(100)).await;
     assert_eq!(total, 0, "100 characters is still a search");
+}
+
+/// One page of `field`: its cursors and its `pageInfo`.
+async fn page_of(
+    app: &TestApp,
+    user: &User,
+    field: &str,
+    paging: serde_json::Value,
+) -> (Vec<String>, serde_json::Value) {
+    let query = format!(
+        "query($first: Int, $after: String, $last: Int, $before: String) {{ list: {field} \
+         first: $first, after: $after, last: $last, before: $before) {{ edges {{ cursor }} \
+         pageInfo {{ hasPreviousPage hasNextPage startCursor endCursor }} }} }}"
+    );
+    let data = app.ok(user, &query, paging).await;
+    let cursors = data["list"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|edge| edge["cursor"].as_str().expect("a cursor").to_owned())
+        .collect();
+    (cursors, data["list"]["pageInfo"].clone())
+}
+
+/// Walks the whole of `field` forward, then backward, `size` at a time: both ways see the same
+/// items in the same order, and each page says truly whether the list goes on either side.
+async fn walk_both_ways(app: &TestApp, user: &User, field: &str, size: usize) -> usize {
+    let (everything, _) = page_of(app, user, field, json!({ "first": 100 })).await;
+    assert!(everything.len() > size, "{field}: too short a list to page");
+    let mut forward = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let (cursors, info) =
+            page_of(app, user, field, json!({ "first": size, "after": after })).await;
+        let start = forward.len();
+        forward.extend(cursors.iter().cloned());
+        assert_eq!(
+            info["hasPreviousPage"],
+            start > 0,
+            "{field} forward: {info}"
+        );
+        assert_eq!(
+            info["hasNextPage"],
+            forward.len() < everything.len(),
+            "{field} forward: {info}"
+        );
+        assert_eq!(
+            info["startCursor"].as_str(),
+            cursors.first().map(String::as_str),
+            "{field}"
+        );
+        assert_eq!(
+            info["endCursor"].as_str(),
+            cursors.last().map(String::as_str),
+            "{field}"
+        );
+        if info["hasNextPage"] != true {
+            break;
+        }
+        after = info["endCursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(forward, everything, "{field}: forward");
+    let mut backward: Vec<String> = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let (cursors, info) =
+            page_of(app, user, field, json!({ "last": size, "before": before })).await;
+        let mut page = cursors.clone();
+        page.extend(backward);
+        backward = page;
+        assert_eq!(
+            info["hasNextPage"],
+            before.is_some(),
+            "{field} backward: {info}"
+        );
+        assert_eq!(
+            info["hasPreviousPage"],
+            backward.len() < everything.len(),
+            "{field} backward: {info}"
+        );
+        assert_eq!(
+            info["startCursor"].as_str(),
+            cursors.first().map(String::as_str),
+            "{field}"
+        );
+        if info["hasPreviousPage"] != true {
+            break;
+        }
+        before = info["startCursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(backward, everything, "{field}: backward");
+    everything.len()
+}
+
+async fn every_connection_pages_both_ways(app: TestApp) {
+    let admin = app.user("admin", "ada").await;
+    let manager = app.user("manager", "mark").await;
+    for i in 0..4 {
+        app.user("worker", &format!("worker-{i}")).await;
+    }
+    for i in 0..11 {
+        app.create_task(&manager, &format!("Task {i}")).await;
+    }
+    settled(&app.db).await;
+    assert_eq!(walk_both_ways(&app, &admin, "tasks(", 3).await, 11);
+    assert_eq!(
+        walk_both_ways(&app, &admin, "tasks(status: OPEN, ", 4).await,
+        11
+    );
+    assert_eq!(walk_both_ways(&app, &admin, "popugs(", 2).await, 6);
+    let entries = walk_both_ways(&app, &admin, "auditLog(", 5).await;
+    assert_eq!(
+        walk_both_ways(&app, &admin, "auditLog(filter: { oldestFirst: true }, ", 5).await,
+        entries
+    );
+    assert!(entries >= 22, "a TASK_CREATED and a TASK_ASSIGNED per task");
+
+    // One way at a time.
+    for paging in [
+        json!({ "first": 2, "last": 2 }),
+        json!({ "first": 2, "before": "x" }),
+        json!({ "last": 2, "after": "x" }),
+    ] {
+        let code = app
+            .error_code(
+                Some(&admin.token),
+                "query($first: Int, $after: String, $last: Int, $before: String) { \
+                 tasks(first: $first, after: $after, last: $last, before: $before) { edges { cursor } } }",
+                paging.clone(),
+            )
+            .await;
+        assert_eq!(code, "BAD_USER_INPUT", "{paging}");
+    }
 }

@@ -85,10 +85,7 @@ async fn random_histories_match_the_model(database: TestDatabase) {
         let entries = ledger
             .log(
                 &LogFilter::default(),
-                &PageRequest {
-                    first: 1_000_000,
-                    after: Some(last_seq.to_string()),
-                },
+                &PageRequest::forward(1_000_000, Some(last_seq.to_string())),
                 true,
             )
             .await

@@ -12,7 +12,7 @@ mod payout;
 
 use std::time::Duration;
 
-use ates_db::{Conditions, Db, Page, PageRequest, bind_all_as, to_micros};
+use ates_db::{Conditions, Db, Page, PageRequest, Value, to_micros};
 use chrono::NaiveDate;
 use sqlx::FromRow;
 use sqlx::any::AnyRow;
@@ -282,23 +282,22 @@ impl Queues {
         filter: &QueueFilter,
         page: &PageRequest,
     ) -> Result<Page<Q::Item>, AccountingError> {
-        let mut conditions = queue_conditions::<Q>(filter);
-        if let Some(after) = &page.after {
-            conditions.compare("id", "<", after.as_str());
-        }
-        let sql = format!(
-            "SELECT {} FROM {} {}ORDER BY id DESC LIMIT {}",
+        let newest_first = ates_db::Order {
+            column: "id",
+            descending: true,
+        };
+        let cursor = page.after.as_deref().map(Value::from);
+        let rows: Page<Q::Row> = ates_db::read_page(
+            &self.db,
             Q::COLUMNS,
             Q::TABLE,
-            conditions.clause(),
-            conditions.bind(page.first as i64 + 1)
-        );
-        let query = bind_all_as(
-            sqlx::query_as::<_, Q::Row>(sqlx::AssertSqlSafe(sql)),
-            conditions.into_values(),
-        );
-        let rows = query.fetch_all(self.db.pool()).await?;
-        Ok(Page::from_overfetch(rows, page.first).map(Q::Item::from))
+            queue_conditions::<Q>(filter),
+            newest_first,
+            page,
+            cursor,
+        )
+        .await?;
+        Ok(rows.map(Q::Item::from))
     }
 
     async fn count<Q: Queue>(&self, filter: &QueueFilter) -> Result<i64, AccountingError> {

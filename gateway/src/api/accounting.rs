@@ -95,13 +95,15 @@ impl AccountObject {
     }
 
     /// The popug's audit log for one business day (today when omitted), oldest first.
-    #[graphql(complexity = "page::cost(first, child_complexity)")]
+    #[graphql(complexity = "page::cost(first.or(last), child_complexity)")]
     async fn log(
         &self,
         ctx: &Context<'_>,
         day: Option<Date>,
         first: Option<i32>,
         after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
     ) -> ApiResult<Listed<AuditLogEntry>> {
         let (from, to) = ctx.payday().bounds(day.map(|d| d.0));
         let filter = LogFilter {
@@ -110,7 +112,7 @@ impl AccountObject {
             to: Some(to),
             ..LogFilter::default()
         };
-        log_page(ctx.ledger(), filter, first, after, true).await
+        log_page(ctx.ledger(), filter, first, after, last, before, true).await
     }
 }
 
@@ -154,13 +156,15 @@ impl AccountingQuery {
 
     /// The common audit log, newest first by default: the caller's own entries, or everyone's
     /// for admins and accountants.
-    #[graphql(complexity = "page::cost(first, child_complexity)")]
+    #[graphql(complexity = "page::cost(first.or(last), child_complexity)")]
     async fn audit_log(
         &self,
         ctx: &Context<'_>,
         filter: Option<AuditLogFilter>,
         first: Option<i32>,
         after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
     ) -> ApiResult<Listed<AuditLogEntry>> {
         let actor = ctx.actor()?;
         let filter = filter.unwrap_or_default();
@@ -181,7 +185,16 @@ impl AccountingQuery {
             from: filter.from,
             to: filter.to,
         };
-        log_page(ctx.ledger(), domain, first, after, filter.oldest_first).await
+        log_page(
+            ctx.ledger(),
+            domain,
+            first,
+            after,
+            last,
+            before,
+            filter.oldest_first,
+        )
+        .await
     }
 }
 
@@ -190,13 +203,14 @@ async fn log_page(
     filter: LogFilter,
     first: Option<i32>,
     after: Option<String>,
+    last: Option<i32>,
+    before: Option<String>,
     oldest_first: bool,
 ) -> ApiResult<Listed<AuditLogEntry>> {
-    let request = page::request(first, after)?;
+    let request = page::request(first, after, last, before)?;
     let found = ledger.log(&filter, &request, oldest_first).await?;
     Ok(page::connection(
         found,
-        &request,
         Counted::Log(filter),
         |entry| entry.seq.to_string(),
         AuditLogEntry,

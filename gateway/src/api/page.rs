@@ -50,30 +50,43 @@ pub fn cost(first: Option<i32>, child_complexity: usize) -> usize {
     1 + items.max(1) * child_complexity
 }
 
-/// Checks `first` and `after` as a client sent them.
-pub fn request(first: Option<i32>, after: Option<String>) -> ApiResult<PageRequest> {
-    let first = match first {
-        None => DEFAULT_PAGE,
-        Some(n) if n >= 0 && n as usize <= MAX_PAGE => n as usize,
-        Some(_) => {
-            return Err(ApiError::BadUserInput(format!(
-                "first must be between 0 and {MAX_PAGE}"
-            )));
-        }
+/// Checks the paging arguments as a client sent them: `first` (and `after`) to page
+/// forward, or `last` (and `before`) to page backward, at most [`MAX_PAGE`] items.
+pub fn request(
+    first: Option<i32>,
+    after: Option<String>,
+    last: Option<i32>,
+    before: Option<String>,
+) -> ApiResult<PageRequest> {
+    let size = |n: Option<i32>, name: &str| match n {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if n >= 0 && n as usize <= MAX_PAGE => Ok(n as usize),
+        Some(_) => Err(ApiError::BadUserInput(format!(
+            "{name} must be between 0 and {MAX_PAGE}"
+        ))),
     };
-    Ok(PageRequest { first, after })
+    let backward = last.is_some() || before.is_some();
+    if backward && (first.is_some() || after.is_some()) {
+        return Err(ApiError::BadUserInput(
+            "page forward with first and after, or backward with last and before, not both".into(),
+        ));
+    }
+    Ok(if backward {
+        PageRequest::backward(size(last, "last")?, before)
+    } else {
+        PageRequest::forward(size(first, "first")?, after)
+    })
 }
 
 /// A connection whose cursors are the items' keys, of the list `counted` describes.
 pub fn connection<T, N: OutputType>(
     page: Page<T>,
-    request: &PageRequest,
     counted: Counted,
     key: impl Fn(&T) -> String,
     node: impl Fn(T) -> N,
 ) -> Listed<N> {
     let mut connection =
-        Connection::with_additional_fields(request.after.is_some(), page.has_next, Total(counted));
+        Connection::with_additional_fields(page.has_previous, page.has_next, Total(counted));
     connection.edges = page
         .items
         .into_iter()

@@ -203,13 +203,15 @@ pub struct PaydayQuery;
 #[Object]
 impl PaydayQuery {
     /// Payouts, newest first: the caller's own, or anyone's for admins and accountants.
-    #[graphql(complexity = "page::cost(first, child_complexity)")]
+    #[graphql(complexity = "page::cost(first.or(last), child_complexity)")]
     async fn payouts(
         &self,
         ctx: &Context<'_>,
         filter: Option<PayoutFilter>,
         first: Option<i32>,
         after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
     ) -> ApiResult<Listed<PayoutObject>> {
         let actor = ctx.actor()?;
         let filter = filter.unwrap_or_default();
@@ -218,7 +220,7 @@ impl PaydayQuery {
             filter.popug_id.map(|id| PopugId(id.0)),
             "see another popug's payouts",
         )?;
-        let request = page::request(first, after)?;
+        let request = page::request(first, after, last, before)?;
         let filter = QueueFilter {
             popug_id,
             day: filter.day.map(|d| d.0),
@@ -227,7 +229,6 @@ impl PaydayQuery {
         let found = ctx.queues().payouts(&filter, &request).await?;
         Ok(page::connection(
             found,
-            &request,
             Counted::Payouts(filter),
             |p| p.id.clone(),
             PayoutObject,
@@ -235,16 +236,18 @@ impl PaydayQuery {
     }
 
     /// Mail to popugs, newest first. Admin only.
-    #[graphql(complexity = "page::cost(first, child_complexity)")]
+    #[graphql(complexity = "page::cost(first.or(last), child_complexity)")]
     async fn mailbox(
         &self,
         ctx: &Context<'_>,
         popug_id: Option<ID>,
         first: Option<i32>,
         after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
     ) -> ApiResult<Listed<MailObject>> {
         ctx.actor_may(Permission::Administer, "read the mailbox")?;
-        let request = page::request(first, after)?;
+        let request = page::request(first, after, last, before)?;
         let filter = QueueFilter {
             popug_id: popug_id.map(|id| PopugId(id.0)),
             ..QueueFilter::default()
@@ -252,7 +255,6 @@ impl PaydayQuery {
         let found = ctx.queues().mailbox(&filter, &request).await?;
         Ok(page::connection(
             found,
-            &request,
             Counted::Mail(filter),
             |m| m.id.clone(),
             MailObject,

@@ -58,21 +58,22 @@ impl PopugQuery {
     }
 
     /// Everyone, ordered by id. For admins, managers and accountants.
-    #[graphql(complexity = "page::cost(first, child_complexity)")]
+    #[graphql(complexity = "page::cost(first.or(last), child_complexity)")]
     async fn popugs(
         &self,
         ctx: &Context<'_>,
         role: Option<RoleValue>,
         first: Option<i32>,
         after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
     ) -> ApiResult<Listed<PopugObject>> {
         ctx.actor_may(Permission::ListPopugs, "list popugs")?;
-        let request = page::request(first, after)?;
+        let request = page::request(first, after, last, before)?;
         let role = role.map(Role::from);
         let found = ctx.popugs().list(role, &request).await?;
         Ok(page::connection(
             found,
-            &request,
             Counted::Popugs(role),
             |p| p.id.0.clone(),
             PopugObject,

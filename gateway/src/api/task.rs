@@ -140,6 +140,9 @@ pub struct ShuffleResult {
 #[derive(Default)]
 pub struct TaskQuery;
 
+// `tasks` takes every filter and both directions of paging as arguments of its own, as the
+// schema has them.
+#[allow(clippy::too_many_arguments)]
 #[Object]
 impl TaskQuery {
     // Read through the request's loader, so that a document asking for many tasks by id
@@ -154,7 +157,7 @@ impl TaskQuery {
     }
 
     /// Tasks, newest first.
-    #[graphql(complexity = "page::cost(first, child_complexity)")]
+    #[graphql(complexity = "page::cost(first.or(last), child_complexity)")]
     async fn tasks(
         &self,
         ctx: &Context<'_>,
@@ -167,6 +170,8 @@ impl TaskQuery {
         search: Option<String>,
         first: Option<i32>,
         after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
     ) -> ApiResult<Listed<TaskObject>> {
         ctx.actor()?;
         let filter = TaskFilter {
@@ -174,17 +179,19 @@ impl TaskQuery {
             assignee_id: assignee_id.map(|id| PopugId(id.0)),
             search,
         };
-        list(ctx, filter, first, after).await
+        list(ctx, filter, first, after, last, before).await
     }
 
     /// The caller's own tasks, newest first.
-    #[graphql(complexity = "page::cost(first, child_complexity)")]
+    #[graphql(complexity = "page::cost(first.or(last), child_complexity)")]
     async fn my_tasks(
         &self,
         ctx: &Context<'_>,
         status: Option<TaskStatusValue>,
         first: Option<i32>,
         after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
     ) -> ApiResult<Listed<TaskObject>> {
         let actor = ctx.actor()?;
         let filter = TaskFilter {
@@ -192,7 +199,7 @@ impl TaskQuery {
             assignee_id: Some(actor.id.clone()),
             search: None,
         };
-        list(ctx, filter, first, after).await
+        list(ctx, filter, first, after, last, before).await
     }
 }
 
@@ -201,12 +208,13 @@ async fn list(
     filter: TaskFilter,
     first: Option<i32>,
     after: Option<String>,
+    last: Option<i32>,
+    before: Option<String>,
 ) -> ApiResult<Listed<TaskObject>> {
-    let request = page::request(first, after)?;
+    let request = page::request(first, after, last, before)?;
     let found = ctx.tracker().list(&filter, &request).await?;
     Ok(page::connection(
         found,
-        &request,
         Counted::Tasks(filter),
         |t| t.id.0.clone(),
         TaskObject,
