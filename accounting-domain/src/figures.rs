@@ -116,22 +116,14 @@ impl Figures {
         if days.is_empty() {
             return Ok(Vec::new());
         }
-        let mut values = Vec::with_capacity(days.len() * 3);
-        for (n, &day) in days.iter().enumerate() {
-            let (start, end) = self.calendar().bounds(day);
-            values.extend([
-                Value::Int(n as i64),
-                Value::Int(to_micros(start)),
-                Value::Int(to_micros(end)),
-            ]);
-        }
+        let ranges: Vec<DayRange> = days.iter().map(|&day| DayRange::day(day)).collect();
+        let (values, rows) = self.windows(&ranges);
         let sql = format!(
-            "WITH days (n, starts, ends) AS (VALUES {}) \
+            "WITH days (n, starts, ends) AS (VALUES {rows}) \
              SELECT d.n, a.kind, CAST(SUM(a.amount) AS BIGINT) \
              FROM days d JOIN audit_log a ON a.kind IN ('TASK_ASSIGNED', 'TASK_COMPLETED') \
                  AND a.logged_at >= d.starts AND a.logged_at < d.ends \
-             GROUP BY d.n, a.kind",
-            row_placeholders(self.db.backend(), days.len(), 3)
+             GROUP BY d.n, a.kind"
         );
         let rows: Vec<(i64, String, i64)> =
             bind_all_as(sqlx::query_as(sqlx::AssertSqlSafe(sql)), values)
@@ -190,31 +182,38 @@ impl Figures {
         Ok(tops)
     }
 
-    /// The top completion of each of `periods`, in their order. Each completion is ranked
-    /// within its period by reward, then time, then log order; the first of each is kept.
-    async fn top_per_period(
-        &self,
-        periods: &[DayRange],
-    ) -> Result<Vec<PeriodTop>, AccountingError> {
-        let mut values = Vec::with_capacity(periods.len() * 3);
-        for (n, period) in periods.iter().enumerate() {
-            let (start, _) = self.calendar().bounds(period.from());
-            let (_, end) = self.calendar().bounds(period.to());
+    /// The instants of each of `ranges` as rows `(n, starts, ends)` of a `VALUES` list, `n`
+    /// counting from 0: the values to bind, and the rows' placeholders.
+    fn windows(&self, ranges: &[DayRange]) -> (Vec<Value>, String) {
+        let mut values = Vec::with_capacity(ranges.len() * 3);
+        for (n, range) in ranges.iter().enumerate() {
+            let (start, _) = self.calendar().bounds(range.from());
+            let (_, end) = self.calendar().bounds(range.to());
             values.extend([
                 Value::Int(n as i64),
                 Value::Int(to_micros(start)),
                 Value::Int(to_micros(end)),
             ]);
         }
+        let rows = row_placeholders(self.db.backend(), ranges.len(), 3);
+        (values, rows)
+    }
+
+    /// The top completion of each of `periods`, in their order. Each completion is ranked
+    /// within its period by reward, then time, then log order; the first of each is kept.
+    async fn top_per_period(
+        &self,
+        periods: &[DayRange],
+    ) -> Result<Vec<PeriodTop>, AccountingError> {
+        let (values, windows) = self.windows(periods);
         let sql = format!(
-            "WITH periods (n, starts, ends) AS (VALUES {}) \
+            "WITH periods (n, starts, ends) AS (VALUES {windows}) \
              SELECT n, task_id, popug_id, amount, logged_at FROM ( \
                  SELECT p.n, a.task_id, a.popug_id, a.amount, a.logged_at, ROW_NUMBER() OVER \
                      (PARTITION BY p.n ORDER BY a.amount DESC, a.logged_at, a.seq) AS place \
                  FROM periods p JOIN audit_log a ON a.kind = 'TASK_COMPLETED' \
                      AND a.logged_at >= p.starts AND a.logged_at < p.ends \
-             ) ranked WHERE place = 1",
-            row_placeholders(self.db.backend(), periods.len(), 3)
+             ) ranked WHERE place = 1"
         );
         let rows: Vec<(i64, Option<String>, String, i64, i64)> =
             bind_all_as(sqlx::query_as(sqlx::AssertSqlSafe(sql)), values)
