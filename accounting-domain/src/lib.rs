@@ -21,7 +21,7 @@ pub use calendar::Calendar;
 pub use error::AccountingError;
 pub use figures::{Completion, DayFigures, Figures, Moved, PeriodTop};
 pub use ledger::{Ledger, Progress};
-pub use payday::{DayClose, Payday};
+pub use payday::{DayClose, Payday, payout_id};
 pub use period::{DayRange, Period};
 pub use posting::CONSUMER;
 pub use prices::Prices;

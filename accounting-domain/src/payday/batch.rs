@@ -101,7 +101,7 @@ impl Payday {
                     popug: &candidate.popug,
                     standing,
                     amount,
-                    id: Uuid::now_v7(),
+                    id: payout_id(&candidate.popug, day),
                 })
             })
             .collect();
@@ -186,6 +186,17 @@ impl Payday {
         }
         Ok(standings)
     }
+}
+
+/// The namespace of payout ids (a UUIDv5 name space of our own).
+const PAYOUTS: Uuid = Uuid::from_u128(0x6a7e_5a1d_0c1e_4b5e_9f1a_07e5_0a7e_5002);
+
+/// The id of the payout of `popug` for `day`, and so the `Idempotency-Key` the payment system
+/// sees: a UUIDv5 of the two, the same however often the payout is made. A payout made again
+/// after its row was lost (a restore, a failover to a lagging replica) carries the key the
+/// payment system has already paid, and is not paid twice.
+pub fn payout_id(popug: &str, day: NaiveDate) -> Uuid {
+    Uuid::new_v5(&PAYOUTS, format!("{popug}\n{day}").as_bytes())
 }
 
 /// Inserts the payout rows: the guard of "once". Whoever a concurrent closer paid first

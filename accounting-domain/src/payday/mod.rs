@@ -18,6 +18,7 @@ mod batch;
 mod closes;
 mod mail;
 
+pub use batch::payout_id;
 pub use closes::DayClose;
 
 use crate::{AccountingError, Calendar};

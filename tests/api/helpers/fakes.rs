@@ -7,20 +7,26 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
 /// A payment system on 127.0.0.1 that records each request and fails the first `fail_first`.
+/// Like a real one, it pays once per `Idempotency-Key`: a key it has paid is answered as paid
+/// again, and pays nothing more.
 pub struct PaymentSystem {
     pub url: String,
     requests: Arc<Mutex<Vec<(String, Value)>>>,
+    paid: Arc<Mutex<Vec<(String, Value)>>>,
 }
 
 impl PaymentSystem {
     pub async fn start(fail_first: usize) -> Self {
         use axum::http::{HeaderMap, StatusCode};
         let requests: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+        let paid: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
         let seen = Arc::clone(&requests);
+        let paying = Arc::clone(&paid);
         let router = axum::Router::new().route(
             "/payouts",
             axum::routing::post(move |headers: HeaderMap, body: axum::Json<Value>| {
                 let seen = Arc::clone(&seen);
+                let paying = Arc::clone(&paying);
                 async move {
                     let key = headers
                         .get("idempotency-key")
@@ -28,12 +34,15 @@ impl PaymentSystem {
                         .unwrap_or_default()
                         .to_owned();
                     let mut seen = seen.lock().expect("lock");
-                    seen.push((key, body.0));
+                    seen.push((key.clone(), body.0.clone()));
                     if seen.len() <= fail_first {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    } else {
-                        StatusCode::OK
+                        return StatusCode::SERVICE_UNAVAILABLE;
                     }
+                    let mut paid = paying.lock().expect("lock");
+                    if !paid.iter().any(|(done, _)| *done == key) {
+                        paid.push((key, body.0));
+                    }
+                    StatusCode::OK
                 }
             }),
         );
@@ -42,11 +51,20 @@ impl PaymentSystem {
             .expect("bind");
         let url = format!("http://{}/payouts", listener.local_addr().expect("address"));
         tokio::spawn(async move { axum::serve(listener, router).await });
-        Self { url, requests }
+        Self {
+            url,
+            requests,
+            paid,
+        }
     }
 
     pub fn requests(&self) -> Vec<(String, Value)> {
         self.requests.lock().expect("lock").clone()
+    }
+
+    /// What it paid: once per key, with the request that paid it.
+    pub fn paid(&self) -> Vec<(String, Value)> {
+        self.paid.lock().expect("lock").clone()
     }
 }
 

@@ -1,4 +1,5 @@
-//! Payouts to the payment system and their mail over SMTP: retried, failed, retried by hand.
+//! Payouts to the payment system and their mail over SMTP: retried, failed, retried by hand,
+//! and never paid twice, even when a restore makes one again.
 
 use gateway::Config;
 use serde_json::json;
@@ -9,6 +10,7 @@ use crate::on_both_backends;
 
 on_both_backends!(
     payment_system_failing_twice_then_succeeding,
+    a_payout_made_again_after_a_restore_is_not_paid_twice,
     failed_payout_is_retried_by_admin,
     mail_goes_over_smtp,
 );
@@ -171,4 +173,64 @@ async fn mail_goes_over_smtp(database: TestDatabase) {
         data.contains(&format!("balance of {paid} was paid out")),
         "{data}"
     );
+}
+
+/// The money went out; then the database lost the payout: a restore from before the close, or
+/// a failover to a replica that lagged. The day closes again and makes the payout again, under
+/// the same id, so the payment system sees a key it has paid and pays nothing more.
+async fn a_payout_made_again_after_a_restore_is_not_paid_twice(database: TestDatabase) {
+    let fakes = WantedFakes {
+        payments_failing_first: Some(0),
+        ..WantedFakes::default()
+    };
+    let app = one_payout_due(database, fakes, |_| {}).await;
+    let payments = app.fakes.payments.as_ref().expect("a payment system");
+    let accountant = app.user("accountant", "ada").await;
+    app.ok(&accountant, CLOSE, json!({ "day": "2026-03-01" }))
+        .await;
+    let paid = "SELECT COUNT(*) FROM payouts WHERE status = 'PAID'";
+    wait_for_count(&app.db, paid, 1).await;
+    let id: String = sqlx::query_scalar("SELECT id FROM payouts")
+        .fetch_one(app.db.pool())
+        .await
+        .expect("the payout");
+    let day = "2026-03-01".parse().expect("a day");
+    assert_eq!(id, accounting_domain::payout_id("A", day).to_string());
+
+    // The state of before the close, as a restore would bring it back: no payout, no mail, no
+    // PAYOUT entry or event, the day open, and the balance unpaid.
+    let undo = match app.db.backend() {
+        ates_db::Backend::Postgres => {
+            "DROP TRIGGER audit_log_append_only ON audit_log; \
+             DROP TRIGGER outbox_append_only ON outbox;"
+        }
+        ates_db::Backend::Sqlite => {
+            "DROP TRIGGER audit_log_no_delete; DROP TRIGGER outbox_no_delete;"
+        }
+    };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "{undo} \
+         DELETE FROM mail; DELETE FROM audit_log WHERE kind = 'PAYOUT'; \
+         DELETE FROM outbox WHERE event_type = 'payout.made'; DELETE FROM payouts; \
+         DELETE FROM day_closes; UPDATE accounts SET balance = 19 WHERE popug_id = 'A';"
+    )))
+    .execute(app.db.pool())
+    .await
+    .expect("restore the state of before the close");
+    let balance_of_a = "SELECT balance FROM accounts WHERE popug_id = 'A'";
+    assert_eq!(count(&app.db, balance_of_a).await, 19);
+
+    app.ok(&accountant, CLOSE, json!({ "day": "2026-03-01" }))
+        .await;
+    wait_for_count(&app.db, paid, 1).await;
+    let again: String = sqlx::query_scalar("SELECT id FROM payouts")
+        .fetch_one(app.db.pool())
+        .await
+        .expect("the payout made again");
+    assert_eq!(again, id, "the same popug and day make the same payout id");
+    let requests = payments.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(requests.iter().all(|(key, _)| *key == id), "{requests:?}");
+    assert_eq!(payments.paid().len(), 1, "paid once: {:?}", payments.paid());
+    assert_eq!(count(&app.db, balance_of_a).await, 0);
 }
