@@ -210,6 +210,14 @@ impl Ledger {
         Ok(rows.map(LogEntry::from))
     }
 
+    /// Every invariant of the ledger, checked now on the live database ([`crate::check_ledger`]).
+    pub async fn check(
+        &self,
+        max_backlog: std::time::Duration,
+    ) -> Result<crate::LedgerCheck, AccountingError> {
+        crate::check_ledger(&self.db, max_backlog).await
+    }
+
     /// How many entries `filter` finds, counted by the index that serves its list.
     pub async fn count(&self, filter: &LogFilter) -> Result<i64, AccountingError> {
         Ok(log_conditions(filter).count(&self.db, "audit_log").await?)

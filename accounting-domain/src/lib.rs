@@ -7,6 +7,7 @@
 
 mod audit_log;
 mod calendar;
+mod check;
 mod error;
 mod figures;
 mod ledger;
@@ -18,6 +19,7 @@ mod queue;
 
 pub use audit_log::{EntryKind, LogEntry, LogFilter};
 pub use calendar::Calendar;
+pub use check::{Check, LedgerCheck, check_ledger};
 pub use error::AccountingError;
 pub use figures::{Completion, DayFigures, Figures, Moved, PeriodTop};
 pub use ledger::{Ledger, Progress};

@@ -53,6 +53,13 @@ enum Command {
         #[arg(long)]
         day: Option<chrono::NaiveDate>,
     },
+    /// Check every invariant of the ledger on the live database and print each with its
+    /// figures; exit 1 when one is broken, so that cron can run it.
+    Verify {
+        /// Seconds an event may wait for the ledger before the wait counts as a breach.
+        #[arg(long, default_value_t = 300)]
+        max_backlog_secs: u64,
+    },
     /// Print a token signed with the configured secret, for trying the API.
     Token {
         /// admin, manager, accountant, or any other string for an ordinary popug.
@@ -124,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::CloseDay { day } => close_day(cli.config, day).await,
+        Command::Verify { max_backlog_secs } => verify(cli.config, max_backlog_secs).await,
         Command::Config => {
             print!("{}", cli.config.describe());
             Ok(())
@@ -154,6 +162,38 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn verify(config: Config, max_backlog_secs: u64) -> anyhow::Result<()> {
+    let db = gateway::connect(&config).await?;
+    db.migrate().await?;
+    let started = std::time::Instant::now();
+    let report =
+        accounting_domain::check_ledger(&db, std::time::Duration::from_secs(max_backlog_secs))
+            .await
+            .context("the check could not run")?;
+    for check in &report.checks {
+        let verdict = if check.violations == 0 {
+            "ok    "
+        } else {
+            "BROKEN"
+        };
+        println!("{verdict} {}: {}", check.name, check.figure);
+    }
+    let broken = report.violations();
+    println!(
+        "{} in {:.2} s",
+        if broken == 0 {
+            "the ledger holds".to_owned()
+        } else {
+            format!("{broken} violations")
+        },
+        started.elapsed().as_secs_f64()
+    );
+    if broken > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 async fn close_day(config: Config, day: Option<chrono::NaiveDate>) -> anyhow::Result<()> {

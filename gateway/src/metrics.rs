@@ -142,6 +142,11 @@ pub struct DatabaseFigures<'a> {
     pub payouts: Vec<(&'static str, i64)>,
 }
 
+/// Sets `ates_ledger_invariant_violations` after a check of the ledger: 0 while it holds.
+pub fn record_ledger_check(violations: i64) {
+    gauge!("ates_ledger_invariant_violations").set(violations as f64);
+}
+
 /// Sets the gauges of the database: its figures, or `ates_database_up` 0 when it did not
 /// answer.
 pub fn record_database(figures: Option<&DatabaseFigures<'_>>) {

@@ -26,7 +26,7 @@ fn allowed(field: &str) -> &'static [&'static str] {
         "me" | "task" | "tasks" | "myTasks" | "account" | "auditLog" | "payouts" => EVERY_POPUG,
         "popugs" => &["manager", "accountant", "admin"],
         "dailySummaries" => &["accountant", "admin"],
-        "analytics" | "mailbox" | "retryPayout" => &["admin"],
+        "analytics" | "mailbox" | "retryPayout" | "ledgerCheck" => &["admin"],
         "createTask" | "completeTask" => EVERY_POPUG,
         "shuffleTasks" => &["manager", "admin"],
         "closeDay" => &["accountant", "admin"],

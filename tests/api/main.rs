@@ -28,4 +28,5 @@ mod popugs;
 mod schema;
 mod subscriptions;
 mod tasks;
+mod verify;
 mod wire;

@@ -1,14 +1,14 @@
 //! The company's figures: daily summaries for the bookkeepers, and the admin's analytics.
 
 use accounting_domain::{Completion, DayFigures, DayRange, PeriodTop};
-use async_graphql::{Context, Enum, ID, Object};
+use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use task_domain::Permission;
 
 use super::popug::PopugObject;
 use super::scalars::Date;
 use super::task::TaskObject;
-use super::{ApiResult, ContextExt, load_popug};
+use super::{ApiError, ApiResult, ContextExt, load_popug};
 
 /// One business day in numbers.
 pub struct DaySummary(DayFigures);
@@ -167,8 +167,63 @@ impl Analytics {
 #[derive(Default)]
 pub struct FiguresQuery;
 
+/// The ledger's invariants, checked on the live database.
+#[derive(SimpleObject)]
+pub struct LedgerCheck {
+    /// True when every invariant holds.
+    holds: bool,
+    /// Everything that breaks an invariant, all checks together.
+    violations: i64,
+    checks: Vec<InvariantCheck>,
+}
+
+/// One invariant of the ledger, checked.
+#[derive(SimpleObject)]
+pub struct InvariantCheck {
+    name: String,
+    /// The figures behind the verdict.
+    figure: String,
+    /// Rows that break it; 0 when it holds.
+    violations: i64,
+}
+
 #[Object]
 impl FiguresQuery {
+    /// Checks every invariant of the ledger now, on the live database, as `gateway verify`
+    /// does, and sets the metric `ates_ledger_invariant_violations`. Admin only.
+    async fn ledger_check(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            default = 300,
+            desc = "Seconds an event may wait for the ledger before the wait is a breach."
+        )]
+        max_backlog_secs: i32,
+    ) -> ApiResult<LedgerCheck> {
+        ctx.actor_may(Permission::Administer, "check the ledger")?;
+        let max_backlog = u64::try_from(max_backlog_secs)
+            .map_err(|_| ApiError::BadUserInput("maxBacklogSecs must not be negative".into()))?;
+        let report = ctx
+            .ledger()
+            .check(std::time::Duration::from_secs(max_backlog))
+            .await?;
+        let violations = report.violations();
+        crate::metrics::record_ledger_check(violations);
+        Ok(LedgerCheck {
+            holds: violations == 0,
+            violations,
+            checks: report
+                .checks
+                .into_iter()
+                .map(|check| InvariantCheck {
+                    name: check.name.to_owned(),
+                    figure: check.figure,
+                    violations: check.violations,
+                })
+                .collect(),
+        })
+    }
+
     /// The company's figures per business day in `[from, to]` (at most 366 days), oldest
     /// first. Admin and accountant.
     async fn daily_summaries(
