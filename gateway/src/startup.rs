@@ -98,6 +98,8 @@ impl App {
             payday,
             queues,
             delivery,
+            auth_events: auth_events.clone(),
+            db: db.clone(),
         };
         Ok(Self {
             state: AppState {

@@ -26,7 +26,8 @@ fn allowed(field: &str) -> &'static [&'static str] {
         "me" | "task" | "tasks" | "myTasks" | "account" | "auditLog" | "payouts" => EVERY_POPUG,
         "popugs" => &["manager", "accountant", "admin"],
         "dailySummaries" => &["accountant", "admin"],
-        "analytics" | "mailbox" | "retryPayout" | "ledgerCheck" => &["admin"],
+        "analytics" | "mailbox" | "retryPayout" | "ledgerCheck" | "deadLetters"
+        | "replayDeadLetter" => &["admin"],
         "createTask" | "completeTask" => EVERY_POPUG,
         "shuffleTasks" => &["manager", "admin"],
         "closeDay" => &["accountant", "admin"],

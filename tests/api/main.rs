@@ -15,6 +15,7 @@ mod authorization;
 mod cli;
 mod concurrency;
 mod crash;
+mod dead_letters;
 mod fuzz;
 mod graphiql;
 mod jwks;

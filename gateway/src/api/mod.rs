@@ -1,6 +1,7 @@
 //! The GraphQL schema: roots merged from one module per aggregate.
 
 mod accounting;
+mod dead_letters;
 mod error;
 mod figures;
 mod page;
@@ -16,9 +17,11 @@ use std::sync::Arc;
 use accounting_domain::{Figures, Ledger, Payday, Queues};
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, MergedObject, Schema, SchemaBuilder};
+use ates_db::Db;
 use ates_events::outbox::StoredEvent;
 use task_domain::{Permission, Popug, PopugId, Popugs, Tracker};
 
+use crate::auth_events::AuthEvents;
 use crate::session::Session;
 use crate::workers::accounting::Accounting;
 use crate::workers::delivery::Delivery;
@@ -35,10 +38,15 @@ pub struct Query(
     accounting::AccountingQuery,
     figures::FiguresQuery,
     payday::PaydayQuery,
+    dead_letters::DeadLetterQuery,
 );
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(task::TaskMutation, payday::PaydayMutation);
+pub struct Mutation(
+    task::TaskMutation,
+    payday::PaydayMutation,
+    dead_letters::DeadLetterMutation,
+);
 
 pub use subscription::Subscription;
 
@@ -56,6 +64,9 @@ pub struct Services {
     pub figures: Figures,
     pub queues: Queues,
     pub delivery: Arc<Delivery>,
+    /// Popug Data Updated, as every transport applies it (dead letters are replayed through it).
+    pub auth_events: AuthEvents,
+    pub db: Db,
 }
 
 impl Services {

@@ -18,6 +18,7 @@ pub enum Counted {
     Log(LogFilter),
     Payouts(QueueFilter),
     Mail(QueueFilter),
+    DeadLetters,
 }
 
 /// The fields a connection has of its own.
@@ -34,6 +35,7 @@ impl Total {
             Counted::Log(filter) => ctx.ledger().count(filter).await?,
             Counted::Payouts(filter) => ctx.queues().count_payouts(filter).await?,
             Counted::Mail(filter) => ctx.queues().count_mail(filter).await?,
+            Counted::DeadLetters => ates_events::dead_letter::count(&ctx.services().db).await?,
         })
     }
 }
