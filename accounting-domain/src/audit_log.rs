@@ -63,6 +63,12 @@ pub(crate) struct LogRow {
     logged_at: i64,
 }
 
+impl LogRow {
+    pub(crate) fn seq(&self) -> i64 {
+        self.seq
+    }
+}
+
 impl From<LogRow> for LogEntry {
     fn from(row: LogRow) -> Self {
         Self {

@@ -172,6 +172,27 @@ impl Ledger {
             .collect())
     }
 
+    /// The assignments and completions of each of `task_ids`, oldest first: one query.
+    pub async fn histories(
+        &self,
+        task_ids: &[TaskId],
+    ) -> Result<HashMap<TaskId, Vec<LogEntry>>, AccountingError> {
+        let keys: Vec<String> = task_ids.iter().map(|id| id.0.clone()).collect();
+        let select = format!(
+            "SELECT {COLUMNS} FROM audit_log \
+             WHERE kind IN ('TASK_ASSIGNED', 'TASK_COMPLETED') AND task_id IN"
+        );
+        let mut rows: Vec<LogRow> = ates_db::fetch_in(&self.db, &select, &keys).await?;
+        rows.sort_by_key(|row| row.seq());
+        let mut histories: HashMap<TaskId, Vec<LogEntry>> = HashMap::new();
+        for entry in rows.into_iter().map(LogEntry::from) {
+            if let Some(task) = entry.task_id.clone() {
+                histories.entry(task).or_default().push(entry);
+            }
+        }
+        Ok(histories)
+    }
+
     /// A popug's balance; zero before its first movement.
     pub async fn balance(&self, popug: &PopugId) -> Result<i64, AccountingError> {
         let mut conn = self.db.pool().acquire().await?;

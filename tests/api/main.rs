@@ -18,6 +18,7 @@ mod crash;
 mod dead_letters;
 mod fuzz;
 mod graphiql;
+mod history;
 mod jwks;
 mod limits;
 mod lists;

@@ -4,6 +4,7 @@ mod accounting;
 mod dead_letters;
 mod error;
 mod figures;
+mod history;
 mod page;
 mod payday;
 mod popug;
@@ -28,6 +29,7 @@ use crate::workers::delivery::Delivery;
 use crate::workers::feed::Feed;
 use accounting::PriceLoader;
 pub use error::{ApiError, ApiResult};
+use history::HistoryLoader;
 use popug::{PopugLoader, PopugObject};
 use task::TaskLoader;
 
@@ -127,6 +129,7 @@ pub struct Loaders {
     popugs: DataLoader<PopugLoader>,
     tasks: DataLoader<TaskLoader>,
     prices: DataLoader<PriceLoader>,
+    histories: DataLoader<HistoryLoader>,
 }
 
 /// How long a loader waits for more keys before it loads. The fields of a page register their
@@ -144,6 +147,11 @@ impl Loaders {
                 .delay(GATHER),
             prices: DataLoader::new(
                 PriceLoader(services.accounting.ledger().clone()),
+                tokio::spawn,
+            )
+            .delay(GATHER),
+            histories: DataLoader::new(
+                HistoryLoader(services.accounting.ledger().clone()),
                 tokio::spawn,
             )
             .delay(GATHER),
@@ -188,6 +196,9 @@ pub(crate) trait ContextExt {
     }
     fn price_loader(&self) -> &DataLoader<PriceLoader> {
         &self.loaders().prices
+    }
+    fn history_loader(&self) -> &DataLoader<HistoryLoader> {
+        &self.loaders().histories
     }
 }
 

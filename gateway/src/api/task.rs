@@ -104,6 +104,13 @@ impl TaskObject {
     async fn completed_at(&self) -> Option<DateTime<Utc>> {
         self.0.completed_at
     }
+
+    /// Every assignment of the task, oldest first, then its completion: read from the ledger,
+    /// so a move shows once accounting has it. Fees and rewards follow the rule of money: the
+    /// popug's own, or everyone's for bookkeepers; others are null.
+    async fn history(&self, ctx: &Context<'_>) -> ApiResult<Vec<super::history::TaskHistoryEntry>> {
+        super::history::of(ctx, &self.0.id).await
+    }
 }
 
 /// Batches the tasks a response needs (the audit log's) into one query.
