@@ -187,16 +187,7 @@ async fn the_admin_query_checks_the_ledger_and_sets_the_metric() {
         data["ledgerCheck"]["checks"].as_array().map(Vec::len),
         Some(6)
     );
-    let metrics = reqwest::get(app.url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    assert!(
-        metrics.contains("ates_ledger_invariant_violations 0"),
-        "{metrics}"
-    );
+    assert_gauge(&app, "ates_ledger_invariant_violations 0").await;
     sqlx::query("UPDATE accounts SET balance = balance + 5 WHERE popug_id IN (SELECT popug_id FROM accounts ORDER BY popug_id LIMIT 1)")
         .execute(app.db.pool())
         .await
@@ -204,6 +195,15 @@ async fn the_admin_query_checks_the_ledger_and_sets_the_metric() {
     let data = app.ok(&admin, query, json!({})).await;
     assert_eq!(data["ledgerCheck"]["holds"], false, "{data}");
     assert_eq!(data["ledgerCheck"]["violations"], 1, "{data}");
+    assert_gauge(&app, "ates_ledger_invariant_violations 1").await;
+    assert_eq!(
+        app.error_code(Some(&manager.token), query, json!({})).await,
+        "FORBIDDEN"
+    );
+}
+
+/// `/metrics` shows `line`.
+async fn assert_gauge(app: &TestApp, line: &str) {
     let metrics = reqwest::get(app.url("/metrics"))
         .await
         .expect("metrics")
@@ -211,11 +211,7 @@ async fn the_admin_query_checks_the_ledger_and_sets_the_metric() {
         .await
         .expect("text");
     assert!(
-        metrics.contains("ates_ledger_invariant_violations 1"),
-        "{metrics}"
-    );
-    assert_eq!(
-        app.error_code(Some(&manager.token), query, json!({})).await,
-        "FORBIDDEN"
+        metrics.lines().any(|l| l == line),
+        "no `{line}` in:\n{metrics}"
     );
 }
