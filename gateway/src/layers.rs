@@ -81,7 +81,12 @@ fn every_import_points_down() {
         }
         if module == "http" {
             // A transport imports none of its siblings (`super::…`) nor itself through the crate.
-            for target in paths_after(&text, "super::") {
+            // A transport's own parts (`http/graphql/request.rs`) may use it through `super::`.
+            let transport = relative.iter().count() == 2;
+            for target in paths_after(&text, "super::")
+                .into_iter()
+                .filter(|_| transport)
+            {
                 broken.push(format!("{}: super::{target}", relative.display()));
             }
             if text.contains("crate::http") {

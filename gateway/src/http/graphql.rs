@@ -25,13 +25,15 @@ use serde_json::{Value, json};
 
 use crate::api::Loaders;
 use crate::media::{Media, negotiate};
-use crate::persisted::{PersistedQueries, Unpersisted};
+
+mod request;
+
 use crate::refusal::{
-    self, BAD_REQUEST, PARSE_FAILED, PERSISTED_QUERY_NOT_FOUND, PERSISTED_QUERY_NOT_SUPPORTED,
-    RATE_LIMITED, SERVICE_UNAVAILABLE, TIMEOUT, VALIDATION_FAILED,
+    self, BAD_REQUEST, PARSE_FAILED, RATE_LIMITED, SERVICE_UNAVAILABLE, TIMEOUT, VALIDATION_FAILED,
 };
 use crate::session::Session;
 use crate::state::AppState;
+use request::{graphql_request, operation_type};
 
 /// A GraphQL answer: its status, the codes of its errors, and its body, serialized once.
 struct Answer {
@@ -214,78 +216,6 @@ fn not_acceptable() -> Response {
         BAD_REQUEST,
         "accept application/graphql-response+json or application/json",
     )
-}
-
-/// A request object as the specification has it: `query` a string; `variables`,
-/// `operationName` and `extensions` optional. With a `persistedQuery` extension the query may
-/// be left out, and is taken from the persisted ones by its hash.
-fn graphql_request(
-    persisted: &PersistedQueries,
-    value: Value,
-) -> Result<async_graphql::Request, Answer> {
-    let malformed = |message: &str| Answer::refused(StatusCode::BAD_REQUEST, BAD_REQUEST, message);
-    let Value::Object(mut object) = value else {
-        return Err(malformed("a request is a JSON object with a query"));
-    };
-    if let Some(extension) = object
-        .get("extensions")
-        .and_then(|extensions| extensions.get("persistedQuery"))
-    {
-        let query = match object.get("query") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(query)) => Some(query.as_str()),
-            Some(_) => return Err(malformed("the query must be a string")),
-        };
-        let text = persisted.resolve(extension, query).map_err(|unpersisted| {
-            match unpersisted {
-                // The protocol's own words, which the clients look for.
-                Unpersisted::NotFound => {
-                    Answer::request_error(PERSISTED_QUERY_NOT_FOUND, "PersistedQueryNotFound")
-                }
-                Unpersisted::NotSupported => Answer::request_error(
-                    PERSISTED_QUERY_NOT_SUPPORTED,
-                    "PersistedQueryNotSupported",
-                ),
-                Unpersisted::Refused(message) => malformed(&message),
-            }
-        })?;
-        object.insert("query".into(), Value::String(text.to_string()));
-    }
-    match object.get("query") {
-        Some(Value::String(_)) => {}
-        _ => return Err(malformed("the request has no query string")),
-    }
-    if !matches!(
-        object.get("variables"),
-        None | Some(Value::Null | Value::Object(_))
-    ) {
-        return Err(malformed("variables must be an object"));
-    }
-    if !matches!(
-        object.get("operationName"),
-        None | Some(Value::Null | Value::String(_))
-    ) {
-        return Err(malformed("operationName must be a string"));
-    }
-    serde_json::from_value(Value::Object(object)).map_err(|_| malformed("the request is malformed"))
-}
-
-/// The type of the operation the request would run, when the document parses (the parsed
-/// document stays with the request, so it is parsed once).
-fn operation_type(request: &mut async_graphql::Request) -> Option<OperationType> {
-    let name = request.operation_name.clone();
-    let document = request.parsed_query().ok()?;
-    let operation = match &name {
-        Some(name) => {
-            document
-                .operations
-                .iter()
-                .find(|(n, _)| n.is_some_and(|n| n.as_str() == name))?
-                .1
-        }
-        None => document.operations.iter().next()?.1,
-    };
-    Some(operation.node.ty)
 }
 
 async fn execute(

@@ -1,0 +1,82 @@
+//! Reading a GraphQL request: the request object the specification describes, its persisted
+//! query when it sends a hash instead of a text, and the kind of operation it would run.
+
+use async_graphql::parser::types::OperationType;
+use axum::http::StatusCode;
+use serde_json::Value;
+
+use super::Answer;
+use crate::persisted::{PersistedQueries, Unpersisted};
+use crate::refusal::{BAD_REQUEST, PERSISTED_QUERY_NOT_FOUND, PERSISTED_QUERY_NOT_SUPPORTED};
+
+/// A request object as the specification has it: `query` a string; `variables`,
+/// `operationName` and `extensions` optional. With a `persistedQuery` extension the query may
+/// be left out, and is taken from the persisted ones by its hash.
+pub(super) fn graphql_request(
+    persisted: &PersistedQueries,
+    value: Value,
+) -> Result<async_graphql::Request, Answer> {
+    let malformed = |message: &str| Answer::refused(StatusCode::BAD_REQUEST, BAD_REQUEST, message);
+    let Value::Object(mut object) = value else {
+        return Err(malformed("a request is a JSON object with a query"));
+    };
+    if let Some(extension) = object
+        .get("extensions")
+        .and_then(|extensions| extensions.get("persistedQuery"))
+    {
+        let query = match object.get("query") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(query)) => Some(query.as_str()),
+            Some(_) => return Err(malformed("the query must be a string")),
+        };
+        let text = persisted.resolve(extension, query).map_err(|unpersisted| {
+            match unpersisted {
+                // The protocol's own words, which the clients look for.
+                Unpersisted::NotFound => {
+                    Answer::request_error(PERSISTED_QUERY_NOT_FOUND, "PersistedQueryNotFound")
+                }
+                Unpersisted::NotSupported => Answer::request_error(
+                    PERSISTED_QUERY_NOT_SUPPORTED,
+                    "PersistedQueryNotSupported",
+                ),
+                Unpersisted::Refused(message) => malformed(&message),
+            }
+        })?;
+        object.insert("query".into(), Value::String(text.to_string()));
+    }
+    match object.get("query") {
+        Some(Value::String(_)) => {}
+        _ => return Err(malformed("the request has no query string")),
+    }
+    if !matches!(
+        object.get("variables"),
+        None | Some(Value::Null | Value::Object(_))
+    ) {
+        return Err(malformed("variables must be an object"));
+    }
+    if !matches!(
+        object.get("operationName"),
+        None | Some(Value::Null | Value::String(_))
+    ) {
+        return Err(malformed("operationName must be a string"));
+    }
+    serde_json::from_value(Value::Object(object)).map_err(|_| malformed("the request is malformed"))
+}
+
+/// The type of the operation the request would run, when the document parses (the parsed
+/// document stays with the request, so it is parsed once).
+pub(super) fn operation_type(request: &mut async_graphql::Request) -> Option<OperationType> {
+    let name = request.operation_name.clone();
+    let document = request.parsed_query().ok()?;
+    let operation = match &name {
+        Some(name) => {
+            document
+                .operations
+                .iter()
+                .find(|(n, _)| n.is_some_and(|n| n.as_str() == name))?
+                .1
+        }
+        None => document.operations.iter().next()?.1,
+    };
+    Some(operation.node.ty)
+}
