@@ -23,7 +23,7 @@ pub use check::{Check, LedgerCheck, check_ledger};
 pub use error::AccountingError;
 pub use figures::{Completion, DayFigures, Figures, Moved, PeriodTop};
 pub use ledger::{Ledger, Progress};
-pub use payday::{DayClose, Payday, payout_id};
+pub use payday::{DayClose, Payday, Statement, payout_id};
 pub use period::{DayRange, Period};
 pub use posting::CONSUMER;
 pub use prices::Prices;

@@ -23,7 +23,9 @@ const EVERY_POPUG: &[&str] = &["worker", "manager", "accountant", "admin"];
 /// the role's own right to the field.
 fn allowed(field: &str) -> &'static [&'static str] {
     match field {
-        "me" | "task" | "tasks" | "myTasks" | "account" | "auditLog" | "payouts" => EVERY_POPUG,
+        "me" | "task" | "tasks" | "myTasks" | "account" | "auditLog" | "payouts" | "statement" => {
+            EVERY_POPUG
+        }
         "popugs" => &["manager", "accountant", "admin"],
         "dailySummaries" => &["accountant", "admin"],
         "analytics" | "mailbox" | "retryPayout" | "ledgerCheck" | "deadLetters"

@@ -17,9 +17,11 @@ use futures::TryStreamExt as _;
 mod batch;
 mod closes;
 mod mail;
+mod statement;
 
 pub use batch::payout_id;
 pub use closes::DayClose;
+pub use statement::Statement;
 
 use crate::{AccountingError, Calendar};
 

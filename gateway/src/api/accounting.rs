@@ -25,7 +25,7 @@ pub enum KindValue {
 }
 
 /// One business event in the common log, with the money it moved.
-pub struct AuditLogEntry(LogEntry);
+pub struct AuditLogEntry(pub(super) LogEntry);
 
 #[Object]
 impl AuditLogEntry {

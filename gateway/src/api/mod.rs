@@ -10,6 +10,7 @@ mod payday;
 mod popug;
 mod scalars;
 pub mod shape;
+mod statement;
 mod subscription;
 mod task;
 
@@ -41,6 +42,7 @@ pub struct Query(
     figures::FiguresQuery,
     payday::PaydayQuery,
     dead_letters::DeadLetterQuery,
+    statement::StatementQuery,
 );
 
 #[derive(MergedObject, Default)]

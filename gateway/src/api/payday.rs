@@ -72,7 +72,7 @@ pub enum PayoutStatusValue {
     Failed,
 }
 
-pub struct PayoutObject(Payout);
+pub struct PayoutObject(pub(super) Payout);
 
 #[Object(name = "Payout")]
 impl PayoutObject {

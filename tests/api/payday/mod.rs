@@ -5,11 +5,13 @@
 //!
 //! - `close`: the day close, its figures, and days missed while the gateway was down;
 //! - `delivery`: payouts to the payment system and mail over SMTP, with retries;
-//! - `recovery`: a close cut short by a crash, two closers at once, a deleted popug.
+//! - `recovery`: a close cut short by a crash, two closers at once, a deleted popug;
+//! - `statement`: a popug's day statement, and why a payout was or was not made.
 
 mod close;
 mod delivery;
 mod recovery;
+mod statement;
 
 use std::time::Duration;
 
