@@ -37,6 +37,14 @@ async fn count(db: &Db, sql: &'static str) -> Result<i64, AccountingError> {
     Ok(sqlx::query_scalar(sql).fetch_one(db.pool()).await?)
 }
 
+/// How many rows `sql` counts, with `$1` the ledger's consumer name.
+async fn count_of_ledger(db: &Db, sql: &'static str) -> Result<i64, AccountingError> {
+    Ok(sqlx::query_scalar(sql)
+        .bind(CONSUMER)
+        .fetch_one(db.pool())
+        .await?)
+}
+
 /// Checks every invariant of the ledger. An event the ledger has not handled after
 /// `max_backlog` is a breach of the last one.
 pub async fn check_ledger(db: &Db, max_backlog: Duration) -> Result<LedgerCheck, AccountingError> {
@@ -64,10 +72,10 @@ pub async fn check_ledger(db: &Db, max_backlog: Duration) -> Result<LedgerCheck,
     });
 
     // One entry per handled event: none missing, none twice, none without its event.
-    let missing = count(
+    let missing = count_of_ledger(
         db,
         "SELECT COUNT(*) FROM handled_events h LEFT JOIN audit_log l ON l.event_id = h.event_id \
-         WHERE h.consumer = 'accounting' AND l.seq IS NULL",
+         WHERE h.consumer = $1 AND l.seq IS NULL",
     )
     .await?;
     let doubled = count(
@@ -75,10 +83,10 @@ pub async fn check_ledger(db: &Db, max_backlog: Duration) -> Result<LedgerCheck,
         "SELECT COUNT(*) FROM (SELECT event_id FROM audit_log GROUP BY event_id HAVING COUNT(*) > 1) AS doubled",
     )
     .await?;
-    let unhandled = count(
+    let unhandled = count_of_ledger(
         db,
         "SELECT COUNT(*) FROM audit_log l LEFT JOIN handled_events h \
-             ON h.consumer = 'accounting' AND h.event_id = l.event_id \
+             ON h.consumer = $1 AND h.event_id = l.event_id \
          WHERE l.kind <> 'PAYOUT' AND h.event_id IS NULL",
     )
     .await?;
