@@ -1,6 +1,6 @@
 //! Business days: midnight to midnight in the configured time zone.
 
-use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Days, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
 #[derive(Debug, Clone, Copy)]
@@ -21,6 +21,16 @@ impl Calendar {
     /// The business day an instant falls in.
     pub fn day_of(&self, at: DateTime<Utc>) -> NaiveDate {
         at.with_timezone(&self.zone).date_naive()
+    }
+
+    /// The time of day an instant shows on the zone's clocks.
+    pub fn time_of(&self, at: DateTime<Utc>) -> NaiveTime {
+        at.with_timezone(&self.zone).time()
+    }
+
+    /// The zone's IANA name (`Europe/Berlin`).
+    pub fn zone_name(&self) -> &'static str {
+        self.zone.name()
     }
 
     /// The instants `[start, end)` of a business day.

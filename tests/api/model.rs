@@ -1,12 +1,15 @@
 //! A few hundred random histories of creations, completions and shuffles, by random popugs,
 //! run through the domains and replayed against an in-memory model of the rules: the answers,
-//! the balances and the audit log must agree. A failure prints the seed; `MODEL_SEED=<seed>`
-//! runs that history first.
+//! the balances and the audit log must agree. The business clock moves five hours after each
+//! history, and each day that ends is closed and paid out. At the end, every popug's statement
+//! of every day must add up, chain onto the day before, and be the one its payout mail carries.
+//! A failure prints the seed; `MODEL_SEED=<seed>` runs that history first.
 
 use std::collections::HashMap;
 
-use accounting_domain::{EntryKind, Ledger, LogFilter};
+use accounting_domain::{Calendar, EntryKind, Ledger, LogFilter, Payday};
 use ates_db::PageRequest;
+use chrono::{DateTime, NaiveDate, Utc};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -47,13 +50,20 @@ impl Model {
     }
 }
 
+/// When the first history runs, and how far the clock moves after each.
+const START: &str = "2026-03-01T06:00:00Z";
+const STEP: chrono::Duration = chrono::Duration::hours(5);
+
 async fn random_histories_match_the_model(database: TestDatabase) {
-    let db = database.connect().await;
-    let (tracker, popugs, ledger) = (
+    let db = database.connect_at(START).await;
+    let calendar = Calendar::new("Europe/Berlin").expect("a zone");
+    let (tracker, popugs, ledger, payday) = (
         Tracker::new(db.clone(), task_domain::Popugs::new(db.clone())),
         Popugs::new(db.clone()),
         Ledger::new(db.clone()),
+        Payday::new(db.clone(), calendar),
     );
+    let mut now: DateTime<Utc> = START.parse().expect("an instant");
     let actors = domain_popugs(
         &popugs,
         &[
@@ -125,7 +135,73 @@ async fn random_histories_match_the_model(database: TestDatabase) {
                 actor.id
             );
         }
+        // The next history runs later; a day that ended meanwhile is closed and pays every
+        // positive balance, which the next history's log must show.
+        let today = calendar.day_of(now);
+        now += STEP;
+        database.set_clock(&now.to_rfc3339());
+        if calendar.day_of(now) != today {
+            payday.close_through(today).await.unwrap();
+            for (popug, balance) in &model.balances.clone() {
+                if *balance > 0 {
+                    model.entry(EntryKind::Payout, -balance, popug, "");
+                }
+            }
+        }
     }
+    let first = calendar.day_of(START.parse().expect("an instant"));
+    statements_add_up(&db, &payday, &ledger, &actors, first, calendar.day_of(now)).await;
+}
+
+/// Every popug's statement of every day from `first` to `last`: each entry moves the balance
+/// by its amount, each day opens where the one before closed, the last closes at the balance,
+/// and a payout's mail carries the statement of its day.
+async fn statements_add_up(
+    db: &ates_db::Db,
+    payday: &Payday,
+    ledger: &Ledger,
+    actors: &[Actor],
+    first: NaiveDate,
+    last: NaiveDate,
+) {
+    let mail: HashMap<(String, String), String> = sqlx::query_as::<_, (String, String, String)>(
+        "SELECT p.popug_id, p.day, m.body FROM payouts p JOIN mail m ON m.payout_id = p.id",
+    )
+    .fetch_all(db.pool())
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|(popug, day, body)| ((popug, day), body))
+    .collect();
+    let mut mailed = 0;
+    for actor in actors {
+        let mut closed = 0;
+        for day in first.iter_days().take_while(|day| *day <= last) {
+            let statement = payday.statement(&actor.id, day).await.unwrap();
+            let context = format!("{}'s statement of {day}", actor.id);
+            assert_eq!(statement.opening, closed, "{context}: {statement:?}");
+            let mut running = statement.opening;
+            for entry in &statement.entries {
+                running += entry.amount;
+                assert_eq!(entry.balance_after, running, "{context}: {statement:?}");
+            }
+            assert_eq!(statement.closing, running, "{context}");
+            if let Some(body) = mail.get(&(actor.id.0.clone(), day.to_string())) {
+                mailed += 1;
+                let text = statement.to_text(payday.calendar());
+                assert!(body.contains(&text), "{context}: {body}\nwithout\n{text}");
+            }
+            closed = statement.closing;
+        }
+        assert_eq!(
+            closed,
+            ledger.balance(&actor.id).await.unwrap(),
+            "{}'s last statement against the balance",
+            actor.id
+        );
+    }
+    assert_eq!(mailed, mail.len(), "every payout mail was checked");
+    assert!(mailed > 0, "some day paid someone");
 }
 
 async fn step(

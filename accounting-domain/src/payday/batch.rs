@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::Payday;
 use super::mail::payout_mail;
+use super::statement::statements;
 use crate::{AccountingError, EntryKind};
 
 /// The instants `[start, end)` of the day being closed.
@@ -118,7 +119,16 @@ impl Payday {
         if due.is_empty() {
             return Ok(());
         }
-        record(conn, day, now, &due).await
+        let popugs: Vec<&str> = due.iter().map(|due| due.popug).collect();
+        let statements = statements(conn, day, bounds, &popugs).await?;
+        let mail = due
+            .iter()
+            .zip(&statements)
+            .map(|(due, statement)| {
+                payout_mail(statement, &self.calendar, due.standing.earned, due.amount)
+            })
+            .collect();
+        record(conn, day, now, &due, mail).await
     }
 
     /// Locks the candidates' accounts and returns what each balance consists of now. An
@@ -233,25 +243,29 @@ async fn claim(
     Ok(fresh.into_iter().collect())
 }
 
-/// Writes what a claimed payout moves: the PAYOUT log entry, the balance, the mail and the
-/// PayoutMade event.
+/// Writes what a claimed payout moves: the PAYOUT log entry, the balance, the mail (a subject
+/// and body for each of `due`, in its order) and the PayoutMade event.
 async fn record(
     conn: &mut AnyConnection,
     day: NaiveDate,
     now: DateTime<Utc>,
     due: &[Due<'_>],
+    messages: Vec<(String, String)>,
 ) -> Result<(), AccountingError> {
     let queued_at = to_micros(ates_db::now());
     let mut entries = Vec::new();
     let mut mail = Vec::new();
     let mut moves = Vec::new();
     let mut events = Vec::new();
-    for &Due {
-        popug,
-        standing,
-        amount,
-        id,
-    } in due
+    for (
+        &Due {
+            popug,
+            standing,
+            amount,
+            id,
+        },
+        (subject, body),
+    ) in due.iter().zip(messages)
     {
         let made = PayoutMade {
             payout_id: id.to_string(),
@@ -273,7 +287,6 @@ async fn record(
             popug.into(),
             to_micros(now).into(),
         ]);
-        let (subject, body) = payout_mail(day, standing.earned, amount);
         mail.extend([
             Value::from(Uuid::now_v7().to_string()),
             id.to_string().into(),
