@@ -14,6 +14,18 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
+    pub const ALL: [Self; 4] = [
+        Self::TaskCreated,
+        Self::TaskAssigned,
+        Self::TaskCompleted,
+        Self::Payout,
+    ];
+
+    /// The kind named `name` (`TASK_ASSIGNED`), as [`EntryKind::as_str`] writes it.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::TaskCreated => "TASK_CREATED",

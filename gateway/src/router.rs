@@ -7,6 +7,8 @@
 //! | `GET /graphql/ws` | GraphQL over WebSocket |
 //! | `GET /graphiql/assets/{name}` | GraphiQL's scripts and styles |
 //! | `POST /auth/events` | Popug Data Updated from the auth service |
+//! | `GET /exports/audit-log.csv` | the audit log as CSV, streamed |
+//! | `GET /exports/daily-summaries.csv` | the company's days as CSV |
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness |
 //! | `GET /metrics` | Prometheus text, when enabled |
 //!
@@ -30,7 +32,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
-use crate::http::{auth_events, graphiql, graphql, ops, ws};
+use crate::http::{auth_events, exports, graphiql, graphql, ops, ws};
 use crate::state::AppState;
 
 /// The header carrying a request's id: the client's, or one made up here.
@@ -42,6 +44,11 @@ pub fn router(state: AppState) -> Router {
         .route("/graphql/ws", get(ws::upgrade))
         .route("/graphiql/assets/{name}", get(graphiql::asset))
         .route("/auth/events", post(auth_events::receive))
+        .route("/exports/audit-log.csv", get(exports::audit_log))
+        .route(
+            "/exports/daily-summaries.csv",
+            get(exports::daily_summaries),
+        )
         .route("/healthz", get(ops::healthy))
         .route("/readyz", get(ops::ready));
     if state.metrics {

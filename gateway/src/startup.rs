@@ -136,6 +136,7 @@ impl App {
                     config.limits.persisted_queries,
                     config.limits.max_query_bytes,
                 )),
+                exports: Arc::new(tokio::sync::Semaphore::new(config.limits.max_exports)),
                 limits: Limits {
                     max_body_bytes: config.limits.max_body_bytes,
                     max_query_bytes: config.limits.max_query_bytes,

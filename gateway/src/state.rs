@@ -35,6 +35,8 @@ pub struct AppState {
     pub(crate) cors_origins: Arc<[String]>,
     /// Query texts clients sent by their hash.
     pub(crate) persisted: Arc<PersistedQueries>,
+    /// Turns to run a CSV export: each holds a database connection while it streams.
+    pub(crate) exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {

@@ -16,6 +16,7 @@ mod cli;
 mod concurrency;
 mod crash;
 mod dead_letters;
+mod exports;
 mod fuzz;
 mod graphiql;
 mod history;

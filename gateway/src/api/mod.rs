@@ -204,26 +204,35 @@ pub(crate) trait ContextExt {
     }
 }
 
+/// The popug behind a session, or why there is none to act for.
+pub(crate) fn actor_of(session: Option<&Session>) -> ApiResult<&Popug> {
+    match session {
+        Some(Session::Popug(popug)) => Ok(popug),
+        Some(Session::Deactivated) => Err(ApiError::forbidden("this popug has been deactivated")),
+        Some(Session::Unavailable) => Err(ApiError::internal("popug replica unavailable")),
+        Some(Session::Busy) => Err(ApiError::Unavailable),
+        _ => Err(ApiError::Unauthenticated),
+    }
+}
+
+/// `actor`, if their role holds `permission`; `action` says what for, when it does not.
+pub(crate) fn may(actor: &Popug, permission: Permission, action: &str) -> ApiResult<()> {
+    if actor.role.may(permission) {
+        Ok(())
+    } else {
+        Err(forbidden(permission, action))
+    }
+}
+
 impl ContextExt for Context<'_> {
     fn actor(&self) -> ApiResult<&Popug> {
-        match self.data_opt::<Session>() {
-            Some(Session::Popug(popug)) => Ok(popug),
-            Some(Session::Deactivated) => {
-                Err(ApiError::forbidden("this popug has been deactivated"))
-            }
-            Some(Session::Unavailable) => Err(ApiError::internal("popug replica unavailable")),
-            Some(Session::Busy) => Err(ApiError::Unavailable),
-            _ => Err(ApiError::Unauthenticated),
-        }
+        actor_of(self.data_opt::<Session>())
     }
 
     fn actor_may(&self, permission: Permission, action: &str) -> ApiResult<&Popug> {
         let actor = self.actor()?;
-        if actor.role.may(permission) {
-            Ok(actor)
-        } else {
-            Err(forbidden(permission, action))
-        }
+        may(actor, permission, action)?;
+        Ok(actor)
     }
 
     fn services(&self) -> &Services {

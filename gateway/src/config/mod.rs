@@ -223,6 +223,11 @@ pub struct Limits {
     #[arg(long, env = "ATES_PERSISTED_QUERIES", default_value_t = 1000)]
     pub persisted_queries: usize,
 
+    /// CSV exports that may run at once (each holds a database connection while it streams);
+    /// another gets 503 until one ends.
+    #[arg(long, env = "ATES_MAX_EXPORTS", default_value_t = 2)]
+    pub max_exports: usize,
+
     /// Seconds one request may run before it is stopped with 503.
     #[arg(long, env = "ATES_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,

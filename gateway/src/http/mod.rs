@@ -2,6 +2,7 @@
 //! calls another. `router` says which URL goes where.
 
 pub mod auth_events;
+pub mod exports;
 pub mod graphiql;
 pub mod graphql;
 pub mod ops;

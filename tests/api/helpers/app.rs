@@ -22,7 +22,7 @@ pub struct TestApp {
     pub database: TestDatabase,
     /// The fakes this gateway talks to, when it was started with them.
     pub fakes: Fakes,
-    client: reqwest::Client,
+    pub client: reqwest::Client,
 }
 
 /// Fakes of the systems the gateway talks to, owned by the app that uses them.
