@@ -27,9 +27,8 @@
 //! the bench builds and runs this checkout's release binary.
 
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +36,7 @@ use ates_db::Db;
 use rand::Rng;
 use rand::seq::IndexedRandom;
 use serde_json::{Value, json};
+use support::Gateway;
 
 #[path = "support/mod.rs"]
 mod support;
@@ -95,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
     let options = options()?;
     let binary = match &options.gateway {
         Some(path) => path.clone(),
-        None => build_gateway()?,
+        None => support::build_gateway()?,
     };
     println!("gateway binary: {}", binary.display());
     let dir = tempfile::tempdir()?;
@@ -127,82 +127,6 @@ async fn main() -> anyhow::Result<()> {
         result?;
     }
     Ok(())
-}
-
-/// Builds this checkout's release gateway (the example alone does not build the binary).
-fn build_gateway() -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "gateway",
-            "--bin",
-            "gateway",
-        ])
-        .status()?;
-    anyhow::ensure!(status.success(), "building the gateway failed");
-    let exe = std::env::current_exe()?;
-    // target/release/examples/bench_load → target/release/gateway
-    let release = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| anyhow::anyhow!("no target folder above {}", exe.display()))?;
-    Ok(release.join("gateway"))
-}
-
-/// The gateway process.
-struct Gateway {
-    child: Child,
-    url: String,
-}
-
-impl Gateway {
-    fn start(binary: &Path, database_url: &str, data_dir: &Path) -> anyhow::Result<Self> {
-        let mut child = Command::new(binary)
-            .env("DATABASE_URL", database_url)
-            .env("ATES_LISTEN", "127.0.0.1:0")
-            .env("ATES_DATA_DIR", data_dir)
-            .env("ATES_JWT_SECRET", support::SECRET)
-            .env("ATES_MUTATIONS_PER_SECOND", "0")
-            .env("ATES_METRICS", "false")
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let stdout = child.stdout.take().expect("piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let url = loop {
-            let line = lines
-                .next()
-                .ok_or_else(|| anyhow::anyhow!("the gateway stopped before it served"))??;
-            if let Some(address) = line.strip_prefix("aTES gateway on ") {
-                break format!("{address}/graphql");
-            }
-        };
-        std::thread::spawn(move || lines.for_each(drop));
-        Ok(Self { child, url })
-    }
-
-    /// Resident memory, in MB.
-    fn rss_mb(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Who acts: the workers (by id) and a manager, with their tokens.

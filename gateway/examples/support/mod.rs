@@ -7,8 +7,10 @@
 #![allow(dead_code)]
 
 use std::future::Future;
+use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
 use chrono::Utc;
 use gateway::{App, Config};
@@ -94,4 +96,85 @@ where
         ates_db::drop_database(admin_url, &name).await?;
     }
     result
+}
+
+/// Builds this checkout's release gateway (the example alone does not build the binary).
+pub fn build_gateway() -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "gateway",
+            "--bin",
+            "gateway",
+        ])
+        .status()?;
+    anyhow::ensure!(status.success(), "building the gateway failed");
+    let exe = std::env::current_exe()?;
+    // target/release/examples/<bench> → target/release/gateway
+    let release = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| anyhow::anyhow!("no target folder above {}", exe.display()))?;
+    Ok(release.join("gateway"))
+}
+
+/// The gateway process.
+pub struct Gateway {
+    pub child: Child,
+    /// Its GraphQL endpoint.
+    pub url: String,
+}
+
+impl Gateway {
+    pub fn start(binary: &Path, database_url: &str, data_dir: &Path) -> anyhow::Result<Self> {
+        let mut child = Command::new(binary)
+            .env("DATABASE_URL", database_url)
+            .env("ATES_LISTEN", "127.0.0.1:0")
+            .env("ATES_DATA_DIR", data_dir)
+            .env("ATES_JWT_SECRET", SECRET)
+            .env("ATES_MUTATIONS_PER_SECOND", "0")
+            .env("ATES_METRICS", "false")
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().expect("piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            let line = lines
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("the gateway stopped before it served"))??;
+            if let Some(address) = line.strip_prefix("aTES gateway on ") {
+                break format!("{address}/graphql");
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(Self { child, url })
+    }
+
+    /// Resident memory, in MB.
+    pub fn rss_mb(&self) -> f64 {
+        rss_mb_of(self.child.id())
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The resident memory of process `pid`, in MB (0 when it cannot be read).
+pub fn rss_mb_of(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
 }

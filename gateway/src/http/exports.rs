@@ -21,7 +21,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{NaiveDate, SecondsFormat};
-use futures::TryStreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use task_domain::{Permission, Popug, PopugId, TaskId};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -66,20 +66,30 @@ pub async fn audit_log(
     };
     let entries = app.services.accounting.ledger().export(&filter);
     let tracker = app.services.tracker.clone();
-    let body = async_stream::try_stream! {
+    // While one chunk's titles are looked up, the next chunk is read: the log's query never
+    // waits on the titles' round trip.
+    let rows = entries
+        .try_chunks(CHUNK)
+        .map_err(|cut| ExportError::from(cut.1))
+        .map_ok(move |chunk| {
+            let tracker = tracker.clone();
+            async move {
+                let tasks = titles(&tracker, &chunk).await?;
+                encode(|csv| {
+                    chunk
+                        .iter()
+                        .try_for_each(|entry| write_entry(csv, entry, &calendar, &tasks))
+                })
+            }
+        })
+        .try_buffered(2);
+    let body = futures::stream::once(async { Ok(header(&LOG_COLUMNS)) })
+        .chain(rows)
         // Held until the body is sent or dropped: exports hold a connection while they run.
-        let _permit = permit;
-        yield header(&LOG_COLUMNS);
-        let mut chunks = entries.try_chunks(CHUNK);
-        while let Some(chunk) = chunks.try_next().await.map_err(|cut| cut.1)? {
-            let tasks = titles(&tracker, &chunk).await?;
-            yield encode(|csv| {
-                chunk
-                    .iter()
-                    .try_for_each(|entry| write_entry(csv, entry, &calendar, &tasks))
-            })?;
-        }
-    };
+        .map(move |bytes| {
+            let _held = &permit;
+            bytes
+        });
     let body = body.inspect_err(|error: &ExportError| {
         tracing::error!(error = %error, "audit log export cut short");
     });
@@ -221,10 +231,10 @@ async fn titles(
         return Ok(HashMap::new());
     }
     Ok(tracker
-        .by_ids(&ids)
+        .titles(&ids)
         .await?
         .into_iter()
-        .map(|task| (task.id, (task.jira_id, task.title)))
+        .map(|(id, key, title)| (id, (key, title)))
         .collect())
 }
 
