@@ -41,6 +41,21 @@ fn config_prints_the_effective_settings_without_secrets() {
     );
 }
 
+/// The example in `deploy/` is a configuration the gateway takes as it stands.
+#[test]
+fn the_example_configuration_is_accepted() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/ates.example.toml");
+    let (ok, text) = gateway(&["--config", example, "config"], &[]);
+    assert!(ok, "{text}");
+    for setting in [
+        "payment_url = \"https://payments.internal/payouts\"",
+        "smtp_tls = \"starttls\"",
+        "tls_ca_file = \"/etc/ates/company-ca.pem\"",
+    ] {
+        assert!(text.contains(setting), "{setting} in {text}");
+    }
+}
+
 #[test]
 fn a_config_file_is_overridden_by_variables_and_flags() {
     let dir = tempfile::tempdir().unwrap();

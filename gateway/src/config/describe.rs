@@ -61,6 +61,7 @@ fn unset(key: &str) -> &'static str {
         "nats_url" => "<unset: no broker>",
         "payment_url" => "<unset: payouts are settled by the ledger>",
         "smtp" => "<unset: mail is kept in the mailbox>",
+        "tls_ca_file" => "<unset: the system's roots only>",
         "clock_file" => "<unset: the system clock>",
         "cors_origins" => "<unset: no other origin>",
         _ => "<unset>",

@@ -270,8 +270,9 @@ pub struct Payday {
     #[arg(long, env = "ATES_CLOSE_BATCH", default_value_t = 1000)]
     pub close_batch: i64,
 
-    /// Where payouts are sent (HTTP POST, the payout id as `Idempotency-Key`); with none, the
-    /// company's own ledger records them as paid.
+    /// Where payouts are sent (HTTP POST, the payout id as `Idempotency-Key`), `https://…`; with
+    /// none, the company's own ledger records them as paid. Plain `http://` is refused in
+    /// production unless `ATES_ALLOW_PLAINTEXT` allows it.
     #[arg(long, env = "ATES_PAYMENT_URL")]
     #[serde(serialize_with = "describe::url")]
     pub payment_url: Option<String>,
@@ -289,10 +290,26 @@ pub struct Payday {
     #[arg(long, env = "ATES_DELIVERY_BACKOFF_MS", default_value_t = 2000)]
     pub delivery_backoff_ms: u64,
 
-    /// SMTP server (`host` or `host:port`, plain SMTP on a trusted network); with none, mail is
-    /// kept in the mailbox that admins read through GraphQL.
+    /// SMTP server, `host` or `host:port`; with none, mail is kept in the mailbox that admins
+    /// read through GraphQL.
     #[arg(long, env = "ATES_SMTP")]
     pub smtp: Option<String>,
+
+    /// How mail reaches the SMTP server: `starttls` (port 587 unless given; the server must
+    /// offer STARTTLS), `tls` (TLS from the first byte, port 465), or `none` (plain SMTP, port
+    /// 25: a relay on a trusted network, refused in production unless `ATES_ALLOW_PLAINTEXT`).
+    #[arg(long, env = "ATES_SMTP_TLS", value_enum, default_value_t = SmtpTls::Starttls)]
+    pub smtp_tls: SmtpTls,
+
+    /// PEM file of certificates to trust, besides the system's, when talking TLS to the
+    /// payment system and the SMTP server: the company's own CA.
+    #[arg(long, env = "ATES_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+
+    /// With `ATES_ENV=production`, allow a plain `http://` payment system and plain SMTP, which
+    /// are refused otherwise.
+    #[arg(long, env = "ATES_ALLOW_PLAINTEXT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_plaintext: bool,
 
     /// Sender of the mail to popugs.
     #[arg(
@@ -301,6 +318,30 @@ pub struct Payday {
         default_value = "aTES accounting <accounting@uberpopug.example>"
     )]
     pub mail_from: String,
+}
+
+/// How mail reaches the SMTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain SMTP, upgraded with STARTTLS before anything is sent; a server that does not
+    /// offer it is refused.
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+    /// Plain SMTP.
+    None,
+}
+
+impl SmtpTls {
+    /// The port of the kind of server, when `ATES_SMTP` names none.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Self::Starttls => 587,
+            Self::Tls => 465,
+            Self::None => 25,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]

@@ -8,11 +8,10 @@ use std::time::Duration;
 use super::mailer::Mailer;
 use super::payments::Payments;
 use super::poller::{Poller, Round};
-use crate::config::Config;
+use crate::config::{Config, Environment};
 use accounting_domain::{AccountingError, Mail, Payout, Queues, Retry};
 use anyhow::Context as _;
 use futures::StreamExt as _;
-use lettre::{AsyncSmtpTransport, Tokio1Executor};
 use task_domain::{PopugId, Popugs};
 
 /// Rows claimed per round of delivery.
@@ -34,55 +33,17 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn from_config(config: &Config, queues: Queues, popugs: Popugs) -> anyhow::Result<Self> {
-        let payments = match &config.payday.payment_url {
-            None => {
-                tracing::info!(
-                    "no payment system configured (ATES_PAYMENT_URL): payouts are recorded as paid by the company's own ledger"
-                );
-                Payments::Ledger
-            }
-            Some(url) => {
-                let client = reqwest::Client::builder()
-                    .timeout(Duration::from_secs(config.payday.payment_timeout_secs))
-                    .build()
-                    .context("cannot build the payment system's HTTP client")?;
-                Payments::Http {
-                    client,
-                    url: url.clone(),
-                }
-            }
+        let trusted = match &config.payday.tls_ca_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read ATES_TLS_CA_FILE {}", path.display()))?,
+            ),
+            None => None,
         };
-        let mailer = match &config.payday.smtp {
-            None => {
-                tracing::info!(
-                    "no SMTP server configured (ATES_SMTP): mail to popugs is kept in the mailbox"
-                );
-                Mailer::Mailbox
-            }
-            Some(server) => {
-                let (host, port) = match server.rsplit_once(':') {
-                    Some((host, port)) => (
-                        host.to_owned(),
-                        port.parse::<u16>()
-                            .with_context(|| format!("ATES_SMTP: {port:?} is not a port"))?,
-                    ),
-                    None => (server.clone(), 25),
-                };
-                let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-                    .port(port)
-                    .timeout(Some(Duration::from_secs(
-                        config.payday.payment_timeout_secs,
-                    )))
-                    .build();
-                let from = config.payday.mail_from.parse().with_context(|| {
-                    format!(
-                        "ATES_MAIL_FROM: {:?} is not an address",
-                        config.payday.mail_from
-                    )
-                })?;
-                Mailer::Smtp { transport, from }
-            }
-        };
+        let plaintext_allowed =
+            config.server.env != Environment::Production || config.payday.allow_plaintext;
+        let payments = Payments::from_config(config, trusted.as_deref(), plaintext_allowed)?;
+        let mailer = Mailer::from_config(config, trusted.as_deref(), plaintext_allowed)?;
         Ok(Self {
             queues,
             popugs,

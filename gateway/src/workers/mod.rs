@@ -16,3 +16,19 @@ mod mailer;
 pub mod nats;
 mod payments;
 pub mod poller;
+
+/// An error and each of its causes, `outer: inner: innermost`: a TLS refusal says why (an
+/// unknown issuer, a name that does not match) only in its innermost cause.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
+}

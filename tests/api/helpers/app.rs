@@ -113,6 +113,8 @@ impl TestApp {
         let mut app = Self::start_with(database, |config| {
             config.payday.payment_url = payment_url;
             config.payday.smtp = smtp_address;
+            // The fake SMTP server speaks plain SMTP unless started with TLS.
+            config.payday.smtp_tls = gateway::config::SmtpTls::None;
             adjust(config);
         })
         .await;

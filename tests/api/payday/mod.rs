@@ -6,12 +6,15 @@
 //! - `close`: the day close, its figures, and days missed while the gateway was down;
 //! - `delivery`: payouts to the payment system and mail over SMTP, with retries;
 //! - `recovery`: a close cut short by a crash, two closers at once, a deleted popug;
-//! - `statement`: a popug's day statement, and why a payout was or was not made.
+//! - `statement`: a popug's day statement, and why a payout was or was not made;
+//! - `tls`: payouts over HTTPS and mail over STARTTLS, untrusted certificates, and production
+//!   refusing plain delivery.
 
 mod close;
 mod delivery;
 mod recovery;
 mod statement;
+mod tls;
 
 use std::time::Duration;
 
