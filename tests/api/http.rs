@@ -33,9 +33,7 @@ async fn post_raw(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (StatusCode, String, Value) {
-    let mut request = reqwest::Client::new()
-        .post(app.url("/graphql"))
-        .body(body.to_owned());
+    let mut request = app.client.post(app.url("/graphql")).body(body.to_owned());
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -76,7 +74,8 @@ async fn read(response: reqwest::Response) -> (StatusCode, String, Value) {
 async fn responses_keep_the_order_of_the_selection(app: TestApp) {
     let bob = app.user("worker", "bob").await;
     let body = json!({ "query": "{ me { role name id } zz: me { id } aa: me { name } }" });
-    let response = reqwest::Client::new()
+    let response = app
+        .client
         .post(app.url("/graphql"))
         .bearer_auth(&bob.token)
         .json(&body)
