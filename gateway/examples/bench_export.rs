@@ -64,10 +64,7 @@ fn options() -> anyhow::Result<Options> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = options()?;
-    let binary = match &options.gateway {
-        Some(path) => path.clone(),
-        None => support::build_gateway()?,
-    };
+    let binary = support::gateway_binary(options.gateway.as_deref())?;
     let dir = tempfile::tempdir()?;
     let sqlite = dir.path().join("bench.db");
     bench(

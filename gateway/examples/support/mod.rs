@@ -98,6 +98,15 @@ where
     result
 }
 
+/// The gateway binary to run: the one given (another build, to compare), or this checkout's
+/// release build.
+pub fn gateway_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(path) => Ok(path.to_path_buf()),
+        None => build_gateway(),
+    }
+}
+
 /// Builds this checkout's release gateway (the example alone does not build the binary).
 pub fn build_gateway() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
