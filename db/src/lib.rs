@@ -15,6 +15,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Connection as _, Executor, Transaction};
 
 mod bind;
+pub mod idempotency;
 mod lock;
 mod notify;
 mod page;

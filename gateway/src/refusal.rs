@@ -15,6 +15,8 @@ pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
 pub const FORBIDDEN: &str = "FORBIDDEN";
 pub const NOT_FOUND: &str = "NOT_FOUND";
 pub const CONFLICT: &str = "CONFLICT";
+/// An `Idempotency-Key` sent again with another request than the one it was first sent with.
+pub const IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
 pub const RATE_LIMITED: &str = "RATE_LIMITED";
 /// The request ran out of time and was stopped.
 pub const TIMEOUT: &str = "TIMEOUT";

@@ -25,6 +25,10 @@ use crate::workers::day_close;
 use crate::workers::delivery::Delivery;
 use crate::workers::feed::{self, Feed};
 use crate::workers::nats::Broker;
+use crate::workers::sweep;
+
+/// How often expired idempotency keys are forgotten.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
 /// Everything a running gateway holds.
 pub struct App {
@@ -84,6 +88,7 @@ impl App {
         let payday = Payday::new(db.clone(), calendar).with_batch(config.payday.close_batch);
         let queues = Queues::new(db.clone());
         let delivery = Delivery::from_config(config, queues.clone(), popugs.clone())?.spawn();
+        sweep::spawn(db.clone(), SWEEP_EVERY);
         day_close::spawn(
             payday.clone(),
             Arc::clone(&delivery),
@@ -145,6 +150,7 @@ impl App {
                     max_ws_message: 64 * 1024,
                     ws_init_timeout: Duration::from_secs(config.limits.ws_init_timeout_secs),
                     max_subscriptions: config.limits.ws_max_subscriptions,
+                    idempotency_keep: Duration::from_secs(config.limits.idempotency_keep_secs),
                 },
             },
             dev_secret,

@@ -65,4 +65,6 @@ pub struct Limits {
     pub max_ws_message: usize,
     pub ws_init_timeout: Duration,
     pub max_subscriptions: usize,
+    /// How long an idempotency key and its answer are kept.
+    pub idempotency_keep: Duration,
 }

@@ -18,4 +18,4 @@ pub use popugs::{EventOutcome, Popugs};
 pub use recent::TTL as POPUG_MEMORY;
 pub use role::{Permission, Role};
 pub use task::{MAX_SEARCH, NewTask, Task, TaskFilter, TaskId, TaskStatus};
-pub use tracker::{ShuffleOutcome, Tracker};
+pub use tracker::{ShuffleOutcome, Tracker, keyed_task_id};

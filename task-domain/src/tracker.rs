@@ -6,7 +6,9 @@ use ates_db::{Backend, Conditions, Db, Order, Value, to_micros};
 use ates_events::NewEvent;
 use ates_events::outbox::{self, Committed, StoredEvent};
 use ates_events::task::{TaskAssigned, TaskCompleted, TaskCreated};
+use chrono::{DateTime, Utc};
 use rand::seq::IndexedRandom;
+use sha2::{Digest as _, Sha256};
 use sqlx::AnyConnection;
 use uuid::Uuid;
 
@@ -16,6 +18,21 @@ use crate::{
     Actor, MAX_SEARCH, NewTask, Page, PageRequest, Permission, PopugId, Popugs, Task, TaskError,
     TaskFilter, TaskId, TaskStatus,
 };
+
+/// The id of the task `popug` creates under idempotency key `key`, first claimed at
+/// `claimed_at`: a UUIDv7 of that instant (so ids keep their creation order) whose other bits
+/// come from the popug and the key, the same however often the request is sent.
+pub fn keyed_task_id(popug: &PopugId, key: &str, claimed_at: DateTime<Utc>) -> TaskId {
+    let digest = Sha256::digest(format!("{}\n{key}", popug.0).as_bytes());
+    let mut bits = [0u8; 10];
+    bits.copy_from_slice(&digest[..10]);
+    let millis = u64::try_from(claimed_at.timestamp_millis()).unwrap_or_default();
+    TaskId(
+        uuid::Builder::from_unix_timestamp_millis(millis, &bits)
+            .into_uuid()
+            .to_string(),
+    )
+}
 
 /// Rows per bulk UPDATE of a shuffle on SQLite (two parameters each).
 const SHUFFLE_CHUNK: usize = 1_000;
@@ -44,9 +61,48 @@ impl Tracker {
     /// New Task: anyone creates a task; it goes at once to a popug drawn uniformly among the
     /// assignable ones. With nobody to draw, nothing is written.
     pub async fn create(&self, actor: &Actor, new: NewTask) -> Result<Committed<Task>, TaskError> {
+        self.create_as(actor, new, TaskId(Uuid::now_v7().to_string()))
+            .await
+    }
+
+    /// New Task sent under an idempotency key: the task's id is the key's ([`keyed_task_id`]),
+    /// so a retry after a run that died finds the task that run made, if it made one, and
+    /// makes none of its own; two runs at once make one task between them. A task found is
+    /// answered with no events (they were committed with it).
+    pub async fn create_keyed(
+        &self,
+        actor: &Actor,
+        new: NewTask,
+        id: TaskId,
+    ) -> Result<Committed<Task>, TaskError> {
+        let made = |task: Task| Committed {
+            value: task,
+            events: Vec::new(),
+        };
+        if let Some(task) = self.get(&id).await? {
+            return Ok(made(task));
+        }
+        match self.create_as(actor, new, id.clone()).await {
+            Err(TaskError::Storage(error))
+                if error
+                    .as_database_error()
+                    .is_some_and(|e| e.is_unique_violation()) =>
+            {
+                let task = self.get(&id).await?.ok_or(TaskError::Storage(error))?;
+                Ok(made(task))
+            }
+            other => other,
+        }
+    }
+
+    async fn create_as(
+        &self,
+        actor: &Actor,
+        new: NewTask,
+        id: TaskId,
+    ) -> Result<Committed<Task>, TaskError> {
         let new = new.validated()?;
         let now = self.db.now();
-        let id = TaskId(Uuid::now_v7().to_string());
         // The draw is written only if its popug is still assignable; a refused draw (the
         // popugs in memory were out of date) is drawn again from the database.
         let mut fresh = false;

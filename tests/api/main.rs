@@ -20,6 +20,7 @@ mod exports;
 mod fuzz;
 mod graphiql;
 mod history;
+mod idempotency;
 mod jwks;
 mod limits;
 mod lists;

@@ -130,9 +130,14 @@ async fn a_healthy_ledger_passes_and_each_breach_is_named(database: TestDatabase
         ),
         (
             "fees less rewards are what the popugs lost on tasks",
-            "UPDATE task_prices SET reward = reward + 1 WHERE task_id = \
+            // One off the price (down from the highest, which the price's check allows no
+            // higher), then back to the reward the log paid.
+            "UPDATE task_prices SET reward = CASE WHEN reward < 40 THEN reward + 1 ELSE reward - 1 END \
+             WHERE task_id = \
              (SELECT task_id FROM audit_log WHERE kind = 'TASK_COMPLETED' ORDER BY seq LIMIT 1)",
-            "UPDATE task_prices SET reward = reward - 1 WHERE task_id = \
+            "UPDATE task_prices SET reward = (SELECT amount FROM audit_log \
+             WHERE kind = 'TASK_COMPLETED' AND audit_log.task_id = task_prices.task_id) \
+             WHERE task_id = \
              (SELECT task_id FROM audit_log WHERE kind = 'TASK_COMPLETED' ORDER BY seq LIMIT 1)",
         ),
         (

@@ -204,6 +204,14 @@ pub(crate) trait ContextExt {
     }
 }
 
+/// The idempotency key a mutation was sent with (`Idempotency-Key`), and when the key was first
+/// claimed: what a mutation needs to make its effect the key's own.
+#[derive(Debug, Clone)]
+pub struct Keyed {
+    pub key: String,
+    pub claimed_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// The popug behind a session, or why there is none to act for.
 pub(crate) fn actor_of(session: Option<&Session>) -> ApiResult<&Popug> {
     match session {

@@ -245,7 +245,15 @@ impl TaskMutation {
             jira_id: input.jira_id,
             description: input.description,
         };
-        let created = ctx.tracker().create(&actor, new).await?;
+        let created = match ctx.data_opt::<super::Keyed>() {
+            // Sent with an idempotency key: the task's id is the key's, so a retry of a run
+            // that died answers with the task that run made instead of making another.
+            Some(keyed) => {
+                let id = task_domain::keyed_task_id(&actor.id, &keyed.key, keyed.claimed_at);
+                ctx.tracker().create_keyed(&actor, new, id).await?
+            }
+            None => ctx.tracker().create(&actor, new).await?,
+        };
         ctx.services().committed(&created.events).await;
         Ok(TaskObject(created.value))
     }

@@ -228,6 +228,11 @@ pub struct Limits {
     #[arg(long, env = "ATES_MAX_EXPORTS", default_value_t = 2)]
     pub max_exports: usize,
 
+    /// Seconds an `Idempotency-Key` and the answer it got are kept, for retries; then it is
+    /// forgotten and may be used again.
+    #[arg(long, env = "ATES_IDEMPOTENCY_KEEP_SECS", default_value_t = 24 * 60 * 60)]
+    pub idempotency_keep_secs: u64,
+
     /// Seconds one request may run before it is stopped with 503.
     #[arg(long, env = "ATES_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,

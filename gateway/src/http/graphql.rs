@@ -12,6 +12,8 @@
 //!   `application/json`, as the specification recommends for clients that predate it.
 //! - Too many mutations from one popug get 429 (`RATE_LIMITED`); a request over its time, or
 //!   one that found no free database connection, gets 503.
+//! - A mutation sent with an `Idempotency-Key` runs at most once for its popug and key
+//!   ([`keyed`]).
 
 use std::collections::HashMap;
 
@@ -26,6 +28,7 @@ use serde_json::{Value, json};
 use crate::api::Loaders;
 use crate::media::{Media, negotiate};
 
+mod keyed;
 mod request;
 
 use crate::refusal::{
@@ -290,16 +293,8 @@ async fn answer(
     }
     // The time limit covers everything from here: reading the popug replica included.
     let deadline = tokio::time::Instant::now() + app.limits.request_timeout;
-    let timed_out = || {
-        tracing::warn!(timeout = ?app.limits.request_timeout, "request timed out");
-        refused(
-            StatusCode::SERVICE_UNAVAILABLE,
-            TIMEOUT,
-            "the request took too long and was stopped",
-        )
-    };
     let Ok(session) = tokio::time::timeout_at(deadline, app.sessions.of(headers)).await else {
-        return timed_out();
+        return timed_out(app);
     };
     if let Session::Popug(popug) = &session {
         tracing::Span::current().record("popug", popug.id.0.as_str());
@@ -314,10 +309,38 @@ async fn answer(
             "too many mutations: slow down and try again in a moment",
         );
     }
-    let loaders = Loaders::new(&app.services);
-    let request = request.data(session).data(loaders);
+    let key = match keyed::idempotency_key(headers) {
+        Ok(key) => key,
+        Err(message) => return refused(StatusCode::BAD_REQUEST, BAD_REQUEST, message),
+    };
+    let keyed_by = match (&session, key) {
+        (Session::Popug(popug), Some(key)) if mutation => Some((popug.id.0.clone(), key)),
+        _ => None,
+    };
+    let request = request.data(session).data(Loaders::new(&app.services));
+    match keyed_by {
+        Some((popug, key)) => keyed::run(app, &popug, &key, request, deadline).await,
+        None => run_request(app, request, deadline).await,
+    }
+}
+
+fn timed_out(app: &AppState) -> Answer {
+    tracing::warn!(timeout = ?app.limits.request_timeout, "request timed out");
+    Answer::refused(
+        StatusCode::SERVICE_UNAVAILABLE,
+        TIMEOUT,
+        "the request took too long and was stopped",
+    )
+}
+
+/// Executes a request that carries its session and loaders, by `deadline`.
+async fn run_request(
+    app: &AppState,
+    request: async_graphql::Request,
+    deadline: tokio::time::Instant,
+) -> Answer {
     let Ok(response) = tokio::time::timeout_at(deadline, app.schema.execute(request)).await else {
-        return timed_out();
+        return timed_out(app);
     };
     let codes: Vec<String> = response
         .errors

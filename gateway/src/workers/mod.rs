@@ -6,7 +6,8 @@
 //! - `feed`: the outbox read once for every subscriber on this replica;
 //! - `nats`: the outbox relayed to JetStream, and auth events consumed from it;
 //! - `day_close`: the schedule that closes each business day;
-//! - `delivery`: payouts to the `payments` system and mail through the `mailer`.
+//! - `delivery`: payouts to the `payments` system and mail through the `mailer`;
+//! - `sweep`: expired idempotency keys forgotten.
 
 pub mod accounting;
 pub mod day_close;
@@ -16,6 +17,7 @@ mod mailer;
 pub mod nats;
 mod payments;
 pub mod poller;
+pub mod sweep;
 
 /// An error and each of its causes, `outer: inner: innermost`: a TLS refusal says why (an
 /// unknown issuer, a name that does not match) only in its innermost cause.

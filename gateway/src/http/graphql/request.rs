@@ -1,7 +1,8 @@
 //! Reading a GraphQL request: the request object the specification describes, its persisted
 //! query when it sends a hash instead of a text, and the kind of operation it would run.
 
-use async_graphql::parser::types::OperationType;
+use async_graphql::Positioned;
+use async_graphql::parser::types::{OperationDefinition, OperationType, Selection};
 use axum::http::StatusCode;
 use serde_json::Value;
 
@@ -66,6 +67,26 @@ pub(super) fn graphql_request(
 /// The type of the operation the request would run, when the document parses (the parsed
 /// document stays with the request, so it is parsed once).
 pub(super) fn operation_type(request: &mut async_graphql::Request) -> Option<OperationType> {
+    operation(request).map(|operation| operation.node.ty)
+}
+
+/// The fields at the root of the operation the request would run; `None` when the document
+/// does not parse, or its root spreads a fragment.
+pub(super) fn root_fields(request: &mut async_graphql::Request) -> Option<Vec<String>> {
+    operation(request)?
+        .node
+        .selection_set
+        .node
+        .items
+        .iter()
+        .map(|selection| match &selection.node {
+            Selection::Field(field) => Some(field.node.name.node.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn operation(request: &mut async_graphql::Request) -> Option<&Positioned<OperationDefinition>> {
     let name = request.operation_name.clone();
     let document = request.parsed_query().ok()?;
     let operation = match &name {
@@ -78,5 +99,5 @@ pub(super) fn operation_type(request: &mut async_graphql::Request) -> Option<Ope
         }
         None => document.operations.iter().next()?.1,
     };
-    Some(operation.node.ty)
+    Some(operation)
 }
