@@ -14,7 +14,8 @@
 //!
 //! Around them, from the outside in: the request id, the trace span, CORS for the origins
 //! configured (preflights are answered there), compression for clients that accept it, the
-//! body limit, and `Retry-After` on every 429 and 503.
+//! body limit, the browser's security headers (a content security policy on every page), and
+//! `Retry-After` on every 429 and 503.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -60,6 +61,7 @@ pub fn router(state: AppState) -> Router {
     router
         .with_state(state)
         .layer(map_response(retry_after))
+        .layer(map_response(security_headers))
         // A body announced or found larger than this is refused before it is read whole.
         .layer(DefaultBodyLimit::max(max_body_bytes))
         // Small answers cost more to compress than they save.
@@ -96,6 +98,38 @@ fn cors(origins: &[String]) -> CorsLayer {
         ])
         .expose_headers([HeaderName::from_static(REQUEST_ID), header::RETRY_AFTER])
         .max_age(Duration::from_secs(600))
+}
+
+/// What a page of ours may load and do: scripts, styles and fonts from the gateway only (no
+/// inline script), requests and sockets to the gateway only, and no page may frame it.
+const PAGE_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; \
+    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Every answer tells the browser not to guess media types and not to send our URLs on as a
+/// referrer; every page also gets the content security policy and refuses to be framed.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    let page = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if page {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(PAGE_POLICY),
+        );
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
+    response
 }
 
 /// Every 429 (rate limited) and 503 (busy, timed out, shutting down) says when to try again:

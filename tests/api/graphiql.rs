@@ -15,7 +15,26 @@ async fn graphiql_is_served_whole_by_the_gateway() {
     let app = TestApp::sqlite().await;
     let page = reqwest::get(app.url("/graphql")).await.unwrap();
     assert_eq!(page.status(), 200);
+    // The page's own security: no script but the gateway's, none inline, no framing, no
+    // guessing of media types, no referrer.
+    let header = |name: &str| {
+        page.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    let policy = header("content-security-policy");
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert!(!policy.contains("unsafe-inline"), "{policy}");
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert_eq!(header("referrer-policy"), "no-referrer");
+    assert_eq!(header("x-frame-options"), "DENY");
     let page = page.text().await.unwrap();
+    assert!(
+        !page.contains("<style") && !page.contains("<script>"),
+        "{page}"
+    );
     assert!(page.contains("<div id=\"graphiql\">"), "{page}");
     let mut scripts = Vec::new();
     for attribute in ["src=\"", "href=\""] {
@@ -28,7 +47,7 @@ async fn graphiql_is_served_whole_by_the_gateway() {
             scripts.push(url.to_owned());
         }
     }
-    assert_eq!(scripts.len(), 6, "{scripts:?}");
+    assert_eq!(scripts.len(), 7, "{scripts:?}");
     for asset in &scripts {
         let response = reqwest::get(app.url(asset)).await.unwrap();
         assert_eq!(response.status(), 200, "{asset}");
@@ -36,8 +55,10 @@ async fn graphiql_is_served_whole_by_the_gateway() {
             .to_str()
             .unwrap()
             .to_owned();
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
         let body = response.bytes().await.unwrap();
-        assert!(body.len() > 1000, "{asset} is {} bytes", body.len());
+        let least = if asset.contains("/ates-") { 40 } else { 1000 };
+        assert!(body.len() > least, "{asset} is {} bytes", body.len());
         let expected = if asset.ends_with(".css") {
             "text/css"
         } else {
@@ -89,11 +110,12 @@ async fn graphiql_runs_a_query_and_a_subscription_in_chromium() {
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     app.create_task(&manager, "Seen in GraphiQL").await;
-    let (event, outside, status) = tokio::task::spawn_blocking(move || {
+    let (event, outside, refused, status) = tokio::task::spawn_blocking(move || {
         let mut lines = lines;
         let event = lines.next().expect("the event").expect("read");
         let outside = lines.next().expect("the URLs").expect("read");
-        (event, outside, node.wait().expect("node exits"))
+        let refused = lines.next().expect("the policy's refusals").expect("read");
+        (event, outside, refused, node.wait().expect("node exits"))
     })
     .await
     .unwrap();
@@ -110,5 +132,11 @@ async fn graphiql_runs_a_query_and_a_subscription_in_chromium() {
         outside["urls"],
         serde_json::json!([]),
         "the page reached outside the gateway"
+    );
+    let refused: Value = serde_json::from_str(&refused).expect("JSON");
+    assert_eq!(
+        refused["violations"],
+        serde_json::json!([]),
+        "the content security policy refused something the page needs"
     );
 }

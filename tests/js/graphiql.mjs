@@ -1,7 +1,7 @@
 // Drives the gateway's GraphiQL page in headless Chromium: runs a query and shows its result,
 // then starts a subscription and shows the event the test triggers. Prints one line per step
-// (JSON where there is data) for the Rust test that runs it, and every URL the page asked for
-// outside the gateway.
+// (JSON where there is data) for the Rust test that runs it, every URL the page asked for
+// outside the gateway, and whatever its content security policy refused.
 // usage: node graphiql.mjs http://host:port TOKEN
 import { chromium } from 'playwright-core';
 
@@ -30,6 +30,14 @@ page.on('websocket', (socket) => {
 });
 page.on('pageerror', (error) => console.error('page error', error.message));
 
+
+// Whatever the page's content security policy refuses, as the browser reports it.
+await page.addInitScript(() => {
+  window.refusedByPolicy = [];
+  document.addEventListener('securitypolicyviolation', (event) => {
+    window.refusedByPolicy.push(`${event.violatedDirective} ${event.blockedURI}`);
+  });
+});
 
 // What a user would have typed into the editors, kept by GraphiQL in local storage.
 const headers = JSON.stringify({ Authorization: `Bearer ${token}` });
@@ -76,5 +84,7 @@ console.log('subscribed');
 const event = await resultHas('Seen in GraphiQL');
 console.log(JSON.stringify({ step: 'subscription', result: event }));
 console.log(JSON.stringify({ step: 'outside', urls: outside }));
+const violations = await page.evaluate(() => window.refusedByPolicy);
+console.log(JSON.stringify({ step: 'policy', violations }));
 clearTimeout(giveUp);
 await browser.close();

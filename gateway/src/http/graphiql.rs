@@ -7,6 +7,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 const PAGE: &str = include_str!("graphiql/index.html");
 const START: &str = include_str!("graphiql/ates-graphiql.js");
+const STYLE: &str = include_str!("graphiql/ates-graphiql.css");
 
 /// The assets by the name they are served under, with their media type.
 const ASSETS: [(&str, &str, &[u8]); 5] = [
@@ -62,6 +63,8 @@ pub fn page() -> Response {
 pub async fn asset(Path(name): Path<String>) -> Response {
     let found = if name == "ates-graphiql.js" {
         Some(("text/javascript; charset=utf-8", START.as_bytes()))
+    } else if name == "ates-graphiql.css" {
+        Some(("text/css; charset=utf-8", STYLE.as_bytes()))
     } else {
         ASSETS
             .iter()
