@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use futures::future::join_all;
 use serde_json::{Value, json};
 
-use crate::helpers::{Gateway, TestDatabase, assert_ledger_invariants, domain_popugs, token};
+use crate::helpers::{Gateway, TestDatabase, User, assert_ledger_invariants, domain_popugs};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_crash_mid_burst_loses_nothing() {
@@ -40,21 +39,22 @@ async fn post(
 
 async fn crash_mid_burst_loses_nothing(database: TestDatabase) {
     let client = reqwest::Client::new();
-    let now = Utc::now().timestamp();
-    let user = |role: &str, name: &str| {
-        let id = uuid::Uuid::new_v4().to_string();
-        let token =
-            token(&json!({ "sub": id, "name": name, "role": role, "iat": now, "exp": now + 3600 }));
-        (id, token)
-    };
-    let manager = user("manager", "mark");
-    let workers: Vec<(String, String)> = (0..4).map(|i| user("worker", &format!("w{i}"))).collect();
+    let manager = User::new("manager", "mark");
+    let workers: Vec<User> = (0..4)
+        .map(|i| User::new("worker", &format!("w{i}")))
+        .collect();
 
     let gateway = Gateway::start(&database);
-    for (_, token) in workers.iter().chain([&manager]) {
-        post(&client, &gateway.url, token, "{ me { id } }", json!({}))
-            .await
-            .expect("me");
+    for user in workers.iter().chain([&manager]) {
+        post(
+            &client,
+            &gateway.url,
+            &user.token,
+            "{ me { id } }",
+            json!({}),
+        )
+        .await
+        .expect("me");
     }
     // A burst of creations, completions and shuffles, cut short by the kill.
     let burst = (0..1000).map(|i| {
@@ -64,7 +64,7 @@ async fn crash_mid_burst_loses_nothing(database: TestDatabase) {
             let created = post(
                 client,
                 &url,
-                &manager.1,
+                &manager.token,
                 "mutation($t: String!) { createTask(input: {title: $t}) { id assignee { id } } }",
                 json!({ "t": format!("Task {i}") }),
             )
@@ -73,11 +73,11 @@ async fn crash_mid_burst_loses_nothing(database: TestDatabase) {
             if i % 3 == 0 {
                 let holder = workers
                     .iter()
-                    .find(|w| task["assignee"]["id"] == w.0.as_str())?;
+                    .find(|w| task["assignee"]["id"] == w.id.as_str())?;
                 post(
                     client,
                     &url,
-                    &holder.1,
+                    &holder.token,
                     "mutation($id: ID!) { completeTask(id: $id) { id } }",
                     json!({ "id": task["id"] }),
                 )
@@ -87,7 +87,7 @@ async fn crash_mid_burst_loses_nothing(database: TestDatabase) {
                 post(
                     client,
                     &url,
-                    &manager.1,
+                    &manager.token,
                     "mutation { shuffleTasks { moved } }",
                     json!({}),
                 )

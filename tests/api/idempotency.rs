@@ -6,7 +6,7 @@ use chrono::Utc;
 use futures::future::join_all;
 use serde_json::{Value, json};
 
-use crate::helpers::{Gateway, TestApp, TestDatabase, User, settled, token};
+use crate::helpers::{Gateway, TestApp, TestDatabase, User, settled};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -200,15 +200,18 @@ async fn a_run_that_died_is_taken_over_without_a_second_task(app: TestApp) {
     .await;
     assert_eq!(status, 200, "{body}");
     let made: Value = serde_json::from_str(&body).expect("JSON");
+    // The key as a run leaves it that has no answer yet, its lease taken at `since`.
+    let running_since = |since: i64| {
+        sqlx::query(
+            "UPDATE idempotency_keys SET answer_status = NULL, answer_body = NULL, \
+             running_since = $1 WHERE popug_id = $2",
+        )
+        .bind(since)
+        .bind(manager.id.clone())
+        .execute(app.db.pool())
+    };
     // As a crash after the commit leaves it: no answer, and a lease that ran out long ago.
-    sqlx::query(
-        "UPDATE idempotency_keys SET answer_status = NULL, answer_body = NULL, running_since = 0 \
-         WHERE popug_id = $1",
-    )
-    .bind(manager.id.clone())
-    .execute(app.db.pool())
-    .await
-    .expect("forget the answer");
+    running_since(0).await.expect("forget the answer");
     let (status, again) = send(
         &app.client,
         &url,
@@ -227,15 +230,9 @@ async fn a_run_that_died_is_taken_over_without_a_second_task(app: TestApp) {
     assert_eq!(effects(&app, &manager).await, (1, 1, 1));
 
     // While a run holds its lease, a retry is told to wait.
-    sqlx::query(
-        "UPDATE idempotency_keys SET answer_status = NULL, answer_body = NULL, running_since = $1 \
-         WHERE popug_id = $2",
-    )
-    .bind(Utc::now().timestamp_micros())
-    .bind(manager.id.clone())
-    .execute(app.db.pool())
-    .await
-    .expect("a run in progress");
+    running_since(Utc::now().timestamp_micros())
+        .await
+        .expect("a run in progress");
     let (status, body) = send(&app.client, &url, &manager.token, "died", CREATE, input).await;
     assert_eq!((status, code(&body)), (409, "CONFLICT".to_owned()));
 }
@@ -256,22 +253,15 @@ async fn postgres_a_key_outlives_a_kill() {
 
 async fn a_key_outlives_a_kill(database: TestDatabase) {
     let client = reqwest::Client::new();
-    let now = Utc::now().timestamp();
-    let user = |role: &str, name: &str| {
-        let id = uuid::Uuid::new_v4().to_string();
-        let token =
-            token(&json!({ "sub": id, "name": name, "role": role, "iat": now, "exp": now + 3600 }));
-        (id, token)
-    };
-    let (manager_id, manager) = user("manager", "mia");
-    let (_, worker) = user("worker", "bob");
+    let manager = User::new("manager", "mia");
+    let worker = User::new("worker", "bob");
     let input = json!({ "input": { "title": "Sweep the cage" } });
 
     let gateway = Gateway::start(&database);
-    for token in [&manager, &worker] {
+    for user in [&manager, &worker] {
         let me = client
             .post(&gateway.url)
-            .bearer_auth(token)
+            .bearer_auth(&user.token)
             .json(&json!({ "query": "{ me { id } }" }))
             .send()
             .await
@@ -281,7 +271,7 @@ async fn a_key_outlives_a_kill(database: TestDatabase) {
     let first = send(
         &client,
         &gateway.url,
-        &manager,
+        &manager.token,
         "kill-1",
         CREATE,
         input.clone(),
@@ -291,12 +281,20 @@ async fn a_key_outlives_a_kill(database: TestDatabase) {
     gateway.kill();
 
     let gateway = Gateway::start(&database);
-    let second = send(&client, &gateway.url, &manager, "kill-1", CREATE, input).await;
+    let second = send(
+        &client,
+        &gateway.url,
+        &manager.token,
+        "kill-1",
+        CREATE,
+        input,
+    )
+    .await;
     assert_eq!(second, first);
     gateway.kill();
     let db = database.connect().await;
     let tasks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE created_by = $1")
-        .bind(manager_id)
+        .bind(manager.id.clone())
         .fetch_one(db.pool())
         .await
         .expect("count tasks");

@@ -47,6 +47,19 @@ pub struct User {
     pub token: String,
 }
 
+impl User {
+    /// A new popug with this role, and a token for it valid for an hour; not yet seen by any
+    /// gateway.
+    pub fn new(role: &str, name: &str) -> Self {
+        let id = uuid::Uuid::new_v4().to_string();
+        let token = token(&json!({
+            "sub": id, "name": name, "role": role, "email": format!("{name}@uberpopug.test"),
+            "iat": Utc::now().timestamp(), "exp": Utc::now().timestamp() + 3600,
+        }));
+        Self { id, token }
+    }
+}
+
 /// A fresh, empty database of one backend, with a folder for the gateway's data.
 pub type TestDatabase = ates_db::testing::Scratch;
 
@@ -159,12 +172,7 @@ impl TestApp {
 
     /// A new popug with this role, made known to the gateway by one `me`.
     pub async fn user(&self, role: &str, name: &str) -> User {
-        let id = uuid::Uuid::new_v4().to_string();
-        let token = token(&json!({
-            "sub": id, "name": name, "role": role, "email": format!("{name}@uberpopug.test"),
-            "iat": Utc::now().timestamp(), "exp": Utc::now().timestamp() + 3600,
-        }));
-        let user = User { id, token };
+        let user = User::new(role, name);
         let me = self.ok(&user, "{ me { id } }", json!({})).await;
         assert_eq!(me["me"]["id"], user.id.as_str());
         user
