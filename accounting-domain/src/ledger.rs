@@ -233,6 +233,16 @@ impl Ledger {
         Ok(rows.map(LogEntry::from))
     }
 
+    /// The entry at `seq`, if there is one.
+    pub async fn entry(&self, seq: i64) -> Result<Option<LogEntry>, AccountingError> {
+        let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE seq = $1");
+        let row: Option<LogRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(seq)
+            .fetch_optional(self.db.pool())
+            .await?;
+        Ok(row.map(LogEntry::from))
+    }
+
     /// Every invariant of the ledger, checked now on the live database ([`crate::check_ledger`]).
     pub async fn check(
         &self,

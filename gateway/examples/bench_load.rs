@@ -351,7 +351,7 @@ async fn bench(
                                 let task = &answer["data"]["createTask"];
                                 let pair = (
                                     task["id"].as_str().unwrap_or_default().to_owned(),
-                                    task["assignee"]["id"].as_str().unwrap_or_default().to_owned(),
+                                    popug_key(&task["assignee"]["id"]),
                                 );
                                 created.lock().expect("created").push(pair);
                             }
@@ -661,9 +661,9 @@ async fn watchers(
             let body =
                 json!({ "query": CREATE, "variables": { "t": format!("Watched task {n}") } });
             let answer = send(&client, &url, &manager, &body).await.1?;
-            answer["data"]["createTask"]["assignee"]["id"]
-                .as_str()
-                .and_then(|id| id.parse::<usize>().ok())
+            popug_key(&answer["data"]["createTask"]["assignee"]["id"])
+                .parse::<usize>()
+                .ok()
         }));
     }
     let (mut expected, mut failed) = (0, 0);
@@ -764,4 +764,11 @@ fn pgbench(url: &str, scripts: &[String], seconds: u64) -> anyhow::Result<f64> {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|tps| tps.parse().ok())
         .ok_or_else(|| anyhow::anyhow!("no tps in pgbench's output: {text}"))
+}
+
+/// The popug's own key (the token's `sub`) inside the global id the API answers with.
+fn popug_key(id: &serde_json::Value) -> String {
+    id.as_str()
+        .and_then(|id| gateway::api::node::key_of(gateway::api::node::Kind::Popug, id).ok())
+        .unwrap_or_default()
 }

@@ -1,7 +1,7 @@
 use chrono::Utc;
 use serde_json::json;
 
-use crate::helpers::{TestApp, token, token_with};
+use crate::helpers::{TestApp, global_id, token, token_with};
 use crate::on_both_backends;
 
 on_both_backends!(bad_tokens_are_unauthenticated);
@@ -67,7 +67,7 @@ async fn bad_tokens_are_unauthenticated(app: TestApp) {
         .await;
     assert_eq!(
         body["data"]["me"],
-        json!({ "id": sub, "name": "bob", "role": "WORKER" })
+        json!({ "id": global_id("Popug", &sub), "name": "bob", "role": "WORKER" })
     );
 }
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::Row as _;
 
-use crate::helpers::{EVENTS_SECRET, TestApp, User, token};
+use crate::helpers::{EVENTS_SECRET, TestApp, User, global_id, token};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -96,12 +96,12 @@ impl TestApp {
 }
 
 fn user_token(id: &str, role: &str, iat: i64) -> User {
-    User {
-        id: id.to_owned(),
-        token: token(&json!({
+    User::signed(
+        id,
+        token(&json!({
             "sub": id, "name": id, "role": role, "iat": iat, "exp": Utc::now().timestamp() + 3600,
         })),
-    }
+    )
 }
 
 const SHUFFLE: &str = "mutation { shuffleTasks { moved } }";
@@ -166,7 +166,7 @@ async fn events_create_and_update_popugs_and_roles_take_effect_at_once(app: Test
         .await;
     assert_eq!(code, "FORBIDDEN");
     let task = app.create_task(&admin, "for the demoted").await;
-    assert_eq!(task["assignee"]["id"], mark.as_str());
+    assert_eq!(task["assignee"]["id"], global_id("Popug", &mark));
     let me = app.ok(&mark_user, "{ me { role email } }", json!({})).await;
     assert_eq!(
         me["me"],
@@ -210,13 +210,13 @@ async fn the_same_event_twice_or_an_older_one_changes_nothing(app: TestApp) {
 
     // A token issued later refreshes the popug; an event older than that token is stale even
     // though it is newer than the last event.
-    let later = User {
-        id: id.clone(),
-        token: token(&json!({
+    let later = User::signed(
+        &id,
+        token(&json!({
             "sub": id, "name": "Anya", "role": "accountant",
             "iat": now.timestamp() + 60, "exp": now.timestamp() + 3600,
         })),
-    };
+    );
     let me = app.ok(&later, "{ me { name role } }", json!({})).await;
     assert_eq!(me["me"], json!({ "name": "Anya", "role": "ACCOUNTANT" }));
     assert_eq!(app.auth_event(&named(40, "Anastasia")).await, "stale");
@@ -253,14 +253,14 @@ async fn a_deleted_popug_is_deactivated_everywhere(app: TestApp) {
         )
         .await;
 
-    let deleted = message("popug.deleted", now, 5, &bob.id, json!({}));
+    let deleted = message("popug.deleted", now, 5, &bob.key, json!({}));
     assert_eq!(app.auth_event(&deleted).await, "applied");
 
     // His socket closes, his tokens are refused, an even newer token does not revive him.
     assert_eq!(socket.close_code(Duration::from_secs(5)).await, Some(4403));
     for token in [
         bob.token.clone(),
-        user_token(&bob.id, "worker", now.timestamp() + 60).token,
+        user_token(&bob.key, "worker", now.timestamp() + 60).token,
     ] {
         let code = app
             .error_code(Some(&token), "{ me { id } }", json!({}))
@@ -281,12 +281,12 @@ async fn a_deleted_popug_is_deactivated_everywhere(app: TestApp) {
         "popug.updated",
         now,
         50,
-        &bob.id,
+        &bob.key,
         json!({ "name": "Bob", "role": "admin" }),
     );
     assert_eq!(app.auth_event(&revive).await, "stale");
     assert_eq!(
-        app.popug_row(&bob.id).await.unwrap(),
+        app.popug_row(&bob.key).await.unwrap(),
         (
             "bob".into(),
             Some("bob@uberpopug.test".into()),
@@ -448,18 +448,18 @@ async fn a_change_through_one_replica_shows_on_another_at_once() {
     // Both replicas have read Bob, and keep him.
     assert_eq!(
         me(a.url("/graphql"), bob.token.clone()).await["name"],
-        bob.id.as_str()
+        bob.key.as_str()
     );
     assert_eq!(
         me(b.url.clone(), bob.token.clone()).await["name"],
-        bob.id.as_str()
+        bob.key.as_str()
     );
 
     let event = message(
         "popug.updated",
         Utc::now(),
         0,
-        &bob.id,
+        &bob.key,
         json!({ "name": "Robert", "email": null, "role": "accountant" }),
     );
     assert_eq!(a.auth_event(&event).await, "applied");

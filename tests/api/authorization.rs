@@ -23,9 +23,8 @@ const EVERY_POPUG: &[&str] = &["worker", "manager", "accountant", "admin"];
 /// the role's own right to the field.
 fn allowed(field: &str) -> &'static [&'static str] {
     match field {
-        "me" | "task" | "tasks" | "myTasks" | "account" | "auditLog" | "payouts" | "statement" => {
-            EVERY_POPUG
-        }
+        "me" | "node" | "nodes" | "task" | "tasks" | "myTasks" | "account" | "auditLog"
+        | "payouts" | "statement" => EVERY_POPUG,
         "popugs" => &["manager", "accountant", "admin"],
         "dailySummaries" => &["accountant", "admin"],
         "analytics" | "mailbox" | "retryPayout" | "ledgerCheck" | "deadLetters"
@@ -59,13 +58,17 @@ fn arguments(field: &str, required: &[(String, String)]) -> String {
     format!("({})", list.join(", "))
 }
 
-const FIELDS: &str = "fields { name description args { name type { kind name ofType { kind name } } } \
+const FIELDS: &str = "fields { name description args { name type { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } \
                       type { kind name ofType { kind name ofType { kind name ofType { kind name } } } } }";
 
 /// The named type under any NON_NULL and LIST wrappers, and its kind.
 fn named(ty: &Value) -> (String, String) {
     let mut ty = ty;
     while ty["name"].is_null() {
+        assert!(
+            ty.is_object(),
+            "ask for deeper `ofType`s: the type's name is out of reach"
+        );
         ty = &ty["ofType"];
     }
     (

@@ -50,7 +50,7 @@ fn code(body: &str) -> String {
 async fn effects(app: &TestApp, user: &User) -> (i64, i64, usize) {
     settled(&app.db).await;
     let tasks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE created_by = $1")
-        .bind(user.id.clone())
+        .bind(user.key.clone())
         .fetch_one(app.db.pool())
         .await
         .expect("count tasks");
@@ -58,7 +58,7 @@ async fn effects(app: &TestApp, user: &User) -> (i64, i64, usize) {
         "SELECT COUNT(*) FROM audit_log a JOIN tasks t ON t.id = a.task_id \
          WHERE a.kind = 'TASK_ASSIGNED' AND t.created_by = $1",
     )
-    .bind(user.id.clone())
+    .bind(user.key.clone())
     .fetch_one(app.db.pool())
     .await
     .expect("count fees");
@@ -66,7 +66,7 @@ async fn effects(app: &TestApp, user: &User) -> (i64, i64, usize) {
         .events_of("task.created")
         .await
         .iter()
-        .filter(|e| e["createdBy"] == user.id.as_str())
+        .filter(|e| e["createdBy"] == user.key.as_str())
         .count();
     (tasks, fees, created)
 }
@@ -207,7 +207,7 @@ async fn a_run_that_died_is_taken_over_without_a_second_task(app: TestApp) {
              running_since = $1 WHERE popug_id = $2",
         )
         .bind(since)
-        .bind(manager.id.clone())
+        .bind(manager.key.clone())
         .execute(app.db.pool())
     };
     // As a crash after the commit leaves it: no answer, and a lease that ran out long ago.
@@ -294,7 +294,7 @@ async fn a_key_outlives_a_kill(database: TestDatabase) {
     gateway.kill();
     let db = database.connect().await;
     let tasks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE created_by = $1")
-        .bind(manager.id.clone())
+        .bind(manager.key.clone())
         .fetch_one(db.pool())
         .await
         .expect("count tasks");

@@ -81,7 +81,7 @@ async fn every_connection_counts_its_whole_list(app: TestApp) {
     assert!(total("open") < 25, "some were completed");
     let bobs_tasks = format!(
         "SELECT COUNT(*) FROM tasks WHERE assignee_id = '{}'",
-        bob.id
+        bob.key
     );
     assert_eq!(total("bobs"), count(&app, &bobs_tasks).await);
     assert_eq!(total("workers"), 3);
@@ -92,7 +92,7 @@ async fn every_connection_counts_its_whole_list(app: TestApp) {
     );
     let bobs_log = format!(
         "SELECT COUNT(*) FROM audit_log WHERE popug_id = '{}'",
-        bob.id
+        bob.key
     );
     assert_eq!(total("bobsLog"), count(&app, &bobs_log).await);
     assert_eq!(total("fees"), 25, "one fee per assignment");

@@ -25,6 +25,7 @@ mod jwks;
 mod limits;
 mod lists;
 mod nats;
+mod nodes;
 mod operating;
 mod origins;
 mod payday;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use crate::helpers::{Gateway, TestApp, TestDatabase, token};
+use crate::helpers::{Gateway, TestApp, TestDatabase, global_id, key_of, token};
 use crate::on_both_backends;
 use crate::ws::Ws;
 
@@ -203,10 +203,8 @@ async fn sigterm_drains_requests_and_sends_sockets_away(database: TestDatabase) 
         "mutation { createTask(input: { title: \"slow\" }) { id } }",
     )
     .await;
-    let task = created["data"]["createTask"]["id"]
-        .as_str()
-        .expect("a task")
-        .to_owned();
+    // The task's own key, for the database; the API takes it as well as the global id.
+    let task = key_of(&created["data"]["createTask"]["id"]);
     let mut socket = Ws::connect(
         &format!("{}/graphql/ws", gateway.base().replace("http", "ws")),
         "graphql-transport-ws",
@@ -268,7 +266,7 @@ async fn sigterm_drains_requests_and_sends_sockets_away(database: TestDatabase) 
         .unwrap();
     assert_eq!(
         answer["data"]["completeTask"],
-        json!({ "id": task, "status": "DONE" }),
+        json!({ "id": global_id("Task", &task), "status": "DONE" }),
         "{answer}"
     );
     let status = tokio::task::spawn_blocking(move || {

@@ -1,7 +1,7 @@
 use chrono::Utc;
 use serde_json::json;
 
-use crate::helpers::{TestApp, User, token};
+use crate::helpers::{TestApp, User, global_id, token};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -14,18 +14,20 @@ const ME: &str = "{ me { id name email role active } }";
 async fn claims_create_and_refresh_the_popug(app: TestApp) {
     let sub = uuid::Uuid::new_v4().to_string();
     let t0 = Utc::now().timestamp() - 100;
-    let as_of = |iat: i64, name: &str, role: &str| User {
-        id: sub.clone(),
-        token: token(&json!({
-            "sub": sub, "name": name, "email": "bob@uberpopug.test", "role": role,
-            "iat": iat, "exp": Utc::now().timestamp() + 600,
-        })),
+    let as_of = |iat: i64, name: &str, role: &str| {
+        User::signed(
+            &sub,
+            token(&json!({
+                "sub": sub, "name": name, "email": "bob@uberpopug.test", "role": role,
+                "iat": iat, "exp": Utc::now().timestamp() + 600,
+            })),
+        )
     };
 
     let me = app.ok(&as_of(t0, "Bob", "worker"), ME, json!({})).await;
     assert_eq!(
         me["me"],
-        json!({ "id": sub, "name": "Bob", "email": "bob@uberpopug.test", "role": "WORKER", "active": true })
+        json!({ "id": global_id("Popug", &sub), "name": "Bob", "email": "bob@uberpopug.test", "role": "WORKER", "active": true })
     );
 
     // Newer claims refresh the replica.

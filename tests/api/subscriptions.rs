@@ -241,7 +241,7 @@ async fn sockets_keep_the_protocol_rules(app: TestApp) {
     // A token that expires closes its socket when it does.
     let now = Utc::now().timestamp();
     let short = token(
-        &json!({ "sub": bob.id, "name": "bob", "role": "worker", "iat": now, "exp": now + 2 }),
+        &json!({ "sub": bob.key, "name": "bob", "role": "worker", "iat": now, "exp": now + 2 }),
     );
     let mut ws = app.ws("graphql-transport-ws").await;
     ws.init(&short).await;

@@ -2,7 +2,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, assert_events_match_their_schemas};
+use crate::helpers::{TestApp, assert_events_match_their_schemas, global_id, key_of};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -65,10 +65,11 @@ async fn creating_assigns_an_eligible_popug_and_writes_events(app: TestApp) {
     let events = app.events().await;
     let types: Vec<&str> = events.iter().map(|(t, _)| t.as_str()).collect();
     assert_eq!(types, ["task.created", "task.assigned"]);
-    assert_eq!(events[0].1["taskId"], task["id"]);
+    // Events carry each object's own key, not the API's global id.
+    assert_eq!(events[0].1["taskId"], key_of(&task["id"]));
     assert_eq!(events[0].1["jiraId"], "UBERPOP-42");
-    assert_eq!(events[0].1["createdBy"], admin.id.as_str());
-    assert_eq!(events[1].1["assigneeId"], worker.id.as_str());
+    assert_eq!(events[0].1["createdBy"], admin.key.as_str());
+    assert_eq!(events[1].1["assigneeId"], worker.key.as_str());
     assert!(events[1].1["previousAssigneeId"].is_null());
 }
 
@@ -98,7 +99,7 @@ async fn a_draw_the_database_refuses_writes_nothing_and_draws_again(app: TestApp
     // Remembered: both may be drawn.
     app.create_task(&admin, "first").await;
     sqlx::query("UPDATE popugs SET deactivated_at = 1 WHERE id = $1")
-        .bind(&bob.id)
+        .bind(&bob.key)
         .execute(app.db.pool())
         .await
         .unwrap();
@@ -110,7 +111,7 @@ async fn a_draw_the_database_refuses_writes_nothing_and_draws_again(app: TestApp
     for i in 0..20 {
         let task = app.create_task(&admin, &format!("t{i}")).await;
         assert_eq!(task["assignee"]["id"], carol.id.as_str(), "task {i}");
-        created.insert(task["id"].as_str().unwrap().to_owned());
+        created.insert(key_of(&task["id"]));
     }
 
     let events = app.events().await.split_off(before);
@@ -123,7 +124,7 @@ async fn a_draw_the_database_refuses_writes_nothing_and_draws_again(app: TestApp
     for (event_type, payload) in &events {
         tasks_of_events.insert(payload["taskId"].as_str().unwrap().to_owned());
         if event_type == "task.assigned" {
-            assert_eq!(payload["assigneeId"], carol.id.as_str());
+            assert_eq!(payload["assigneeId"], carol.key.as_str());
         }
     }
     assert_eq!(tasks_of_events, created);
@@ -189,8 +190,8 @@ async fn completing_follows_the_rules(app: TestApp) {
 
     let completed = app.events_of("task.completed").await;
     assert_eq!(completed.len(), 1);
-    assert_eq!(completed[0]["taskId"], id);
-    assert_eq!(completed[0]["completerId"], worker.id.as_str());
+    assert_eq!(completed[0]["taskId"], key_of(&id));
+    assert_eq!(completed[0]["completerId"], worker.key.as_str());
 }
 
 async fn lists_paginate_and_filter(app: TestApp) {
@@ -314,7 +315,7 @@ async fn shuffle_is_for_admins_and_managers_and_never_moves_done_tasks(app: Test
     for task in &tasks {
         if task["assignee"]["id"] == bob.id.as_str() {
             app.ok(&bob, COMPLETE, json!({ "id": task["id"] })).await;
-            done.insert(task["id"].as_str().unwrap().to_owned());
+            done.insert(key_of(&task["id"]));
         }
     }
 
@@ -393,7 +394,7 @@ async fn assignment_is_random_among_eligible_popugs(app: TestApp) {
     )
     .await;
     for popug in assignees(&app).await.values() {
-        *counts.entry(popug.clone()).or_default() += 1;
+        *counts.entry(global_id("Popug", popug)).or_default() += 1;
     }
     assert!(!counts.contains_key(&admin.id) && !counts.contains_key(&manager.id));
     // 400 draws over 4 popugs: 100 expected each; below 50 or above 150 is a 1-in-10^9 event.

@@ -174,12 +174,20 @@ impl Queues {
     }
 
     pub async fn payout(&self, id: &str) -> Result<Option<Payout>, AccountingError> {
-        let sql = format!("SELECT {} FROM payouts WHERE id = $1", PayoutQueue::COLUMNS);
-        let row: Option<<PayoutQueue as Queue>::Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        self.by_id::<PayoutQueue>(id).await
+    }
+
+    pub async fn mail(&self, id: &str) -> Result<Option<Mail>, AccountingError> {
+        self.by_id::<MailQueue>(id).await
+    }
+
+    async fn by_id<Q: Queue>(&self, id: &str) -> Result<Option<Q::Item>, AccountingError> {
+        let sql = format!("SELECT {} FROM {} WHERE id = $1", Q::COLUMNS, Q::TABLE);
+        let row: Option<Q::Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id.to_owned())
             .fetch_optional(self.db.pool())
             .await?;
-        Ok(row.map(Payout::from))
+        Ok(row.map(Q::Item::from))
     }
 
     /// How many payouts stand in each status, every status named (zero where none).

@@ -9,6 +9,7 @@ use async_graphql::{Context, Enum, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
 use task_domain::{PopugId, TaskId};
 
+use super::node::{Kind, global_id, popug_key, task_key};
 use super::page::{Counted, Listed};
 use super::popug::PopugObject;
 use super::scalars::Date;
@@ -29,6 +30,11 @@ pub struct AuditLogEntry(pub(super) LogEntry);
 
 #[Object]
 impl AuditLogEntry {
+    /// A global id, unique across types (see `Node`).
+    pub(super) async fn id(&self) -> ID {
+        global_id(Kind::AuditLogEntry, &self.0.seq.to_string())
+    }
+
     /// Position in the log; later entries have higher numbers.
     async fn seq(&self) -> i64 {
         self.0.seq
@@ -54,7 +60,10 @@ impl AuditLogEntry {
     }
 
     async fn task_id(&self) -> Option<ID> {
-        self.0.task_id.as_ref().map(|id| ID(id.0.clone()))
+        self.0
+            .task_id
+            .as_ref()
+            .map(|id| global_id(Kind::Task, &id.0))
     }
 
     async fn task(&self, ctx: &Context<'_>) -> ApiResult<Option<TaskObject>> {
@@ -69,7 +78,7 @@ impl AuditLogEntry {
     }
 
     async fn popug_id(&self) -> ID {
-        ID(self.0.popug_id.0.clone())
+        global_id(Kind::Popug, &self.0.popug_id.0)
     }
 
     async fn popug(&self, ctx: &Context<'_>) -> ApiResult<PopugObject> {
@@ -142,7 +151,7 @@ impl AccountingQuery {
         let actor = ctx.actor()?;
         let popug_id = money_of(
             actor,
-            popug_id.map(|id| PopugId(id.0)),
+            popug_id.as_ref().map(popug_key).transpose()?,
             "see another popug's account",
         )?;
         if popug_id != actor.id && ctx.popugs().get(&popug_id).await?.is_none() {
@@ -170,12 +179,12 @@ impl AccountingQuery {
         let filter = filter.unwrap_or_default();
         let popug_id = money_scope(
             actor,
-            filter.popug_id.map(|id| PopugId(id.0)),
+            filter.popug_id.as_ref().map(popug_key).transpose()?,
             "read another popug's log",
         )?;
         let domain = LogFilter {
             popug_id,
-            task_id: filter.task_id.map(|id| TaskId(id.0)),
+            task_id: filter.task_id.as_ref().map(task_key).transpose()?,
             kinds: filter
                 .kinds
                 .unwrap_or_default()

@@ -2,6 +2,8 @@
 
 use accounting_domain::{Completion, DayFigures, DayRange, PeriodTop};
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
+
+use super::node::{Kind, global_id};
 use chrono::{DateTime, Utc};
 use task_domain::Permission;
 
@@ -67,7 +69,7 @@ impl ExpensiveTask {
     }
 
     async fn task_id(&self) -> ID {
-        ID(self.0.task_id.0.clone())
+        global_id(Kind::Task, &self.0.task_id.0)
     }
 
     async fn reward(&self) -> i64 {

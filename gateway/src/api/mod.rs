@@ -5,6 +5,7 @@ mod dead_letters;
 mod error;
 mod figures;
 mod history;
+pub mod node;
 mod page;
 mod payday;
 mod popug;
@@ -36,6 +37,7 @@ use task::TaskLoader;
 
 #[derive(MergedObject, Default)]
 pub struct Query(
+    node::NodeQuery,
     popug::PopugQuery,
     task::TaskQuery,
     accounting::AccountingQuery,

@@ -3,8 +3,9 @@
 use accounting_domain::{DayClose, Mail, Payout, QueueFilter};
 use async_graphql::{Context, Enum, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
-use task_domain::{Permission, PopugId};
+use task_domain::Permission;
 
+use super::node::{Kind, global_id, key_of, popug_key};
 use super::page::{Counted, Listed};
 use super::popug::PopugObject;
 use super::scalars::Date;
@@ -76,9 +77,10 @@ pub struct PayoutObject(pub(super) Payout);
 
 #[Object(name = "Payout")]
 impl PayoutObject {
-    /// Also the payment system's idempotency key.
-    async fn id(&self) -> ID {
-        ID(self.0.id.clone())
+    /// A global id, unique across types (see `Node`). The payout's own key, which it holds,
+    /// is the payment system's idempotency key.
+    pub(super) async fn id(&self) -> ID {
+        global_id(Kind::Payout, &self.0.id)
     }
 
     async fn popug(&self, ctx: &Context<'_>) -> ApiResult<PopugObject> {
@@ -135,12 +137,13 @@ pub enum MailStatusValue {
 }
 
 /// A message to a popug: sent over SMTP, or kept here when no SMTP server is configured.
-pub struct MailObject(Mail);
+pub struct MailObject(pub(super) Mail);
 
 #[Object(name = "Mail")]
 impl MailObject {
-    async fn id(&self) -> ID {
-        ID(self.0.id.clone())
+    /// A global id, unique across types (see `Node`).
+    pub(super) async fn id(&self) -> ID {
+        global_id(Kind::Mail, &self.0.id)
     }
 
     async fn popug(&self, ctx: &Context<'_>) -> ApiResult<PopugObject> {
@@ -148,7 +151,10 @@ impl MailObject {
     }
 
     async fn payout_id(&self) -> Option<ID> {
-        self.0.payout_id.clone().map(ID)
+        self.0
+            .payout_id
+            .as_deref()
+            .map(|id| global_id(Kind::Payout, id))
     }
 
     async fn subject(&self) -> &str {
@@ -217,7 +223,7 @@ impl PaydayQuery {
         let filter = filter.unwrap_or_default();
         let popug_id = money_scope(
             actor,
-            filter.popug_id.map(|id| PopugId(id.0)),
+            filter.popug_id.as_ref().map(popug_key).transpose()?,
             "see another popug's payouts",
         )?;
         let request = page::request(first, after, last, before)?;
@@ -249,7 +255,7 @@ impl PaydayQuery {
         ctx.actor_may(Permission::Administer, "read the mailbox")?;
         let request = page::request(first, after, last, before)?;
         let filter = QueueFilter {
-            popug_id: popug_id.map(|id| PopugId(id.0)),
+            popug_id: popug_id.as_ref().map(popug_key).transpose()?,
             ..QueueFilter::default()
         };
         let found = ctx.queues().mailbox(&filter, &request).await?;
@@ -294,7 +300,10 @@ impl PaydayMutation {
     /// Sends a FAILED payout to the payment system again. Admin only.
     async fn retry_payout(&self, ctx: &Context<'_>, id: ID) -> ApiResult<PayoutObject> {
         ctx.actor_may(Permission::Administer, "retry a payout")?;
-        let payout = ctx.queues().retry_payout(&id.0).await?;
+        let payout = ctx
+            .queues()
+            .retry_payout(&key_of(Kind::Payout, &id)?)
+            .await?;
         ctx.services().delivery.wake();
         Ok(PayoutObject(payout))
     }

@@ -7,6 +7,7 @@ use async_graphql::dataloader::Loader;
 use async_graphql::{Context, Enum, ID, Object};
 use task_domain::{Permission, Popug, PopugId, Popugs, Role, TaskError};
 
+use super::node::{Kind, global_id};
 use super::page::{Counted, Listed};
 use super::{ApiResult, ContextExt, page};
 
@@ -25,8 +26,9 @@ pub struct PopugObject(pub Popug);
 
 #[Object(name = "Popug")]
 impl PopugObject {
-    async fn id(&self) -> ID {
-        ID(self.0.id.0.clone())
+    /// A global id, unique across types (see `Node`).
+    pub(super) async fn id(&self) -> ID {
+        global_id(Kind::Popug, &self.0.id.0)
     }
 
     async fn name(&self) -> &str {

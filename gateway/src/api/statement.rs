@@ -2,8 +2,9 @@
 
 use accounting_domain::{Payout, QueueFilter, Statement};
 use async_graphql::{Context, Enum, ID, Object};
+
+use super::node::popug_key;
 use ates_db::PageRequest;
-use task_domain::PopugId;
 
 use super::accounting::AuditLogEntry;
 use super::payday::PayoutObject;
@@ -96,7 +97,7 @@ impl StatementQuery {
         let actor = ctx.actor()?;
         let popug = money_of(
             actor,
-            popug_id.map(|id| PopugId(id.0)),
+            popug_id.as_ref().map(popug_key).transpose()?,
             "read another popug's statement",
         )?;
         let statement = ctx.payday().statement(&popug, day.0).await?;

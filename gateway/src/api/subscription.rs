@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use async_graphql::futures_util::Stream;
 use async_graphql::{Context, ID, MergedObject, Object, Subscription};
+
+use super::node::{Kind, global_id, popug_key};
 use ates_events::Contract;
 use ates_events::outbox::StoredEvent;
 use ates_events::task::{TaskAssigned, TaskCompleted};
@@ -69,7 +71,7 @@ impl Subscription {
 fn watched(ctx: &Context<'_>, assignee_id: Option<ID>) -> ApiResult<Option<PopugId>> {
     let actor = ctx.actor()?;
     let watcher = actor.role.may(Permission::ManageTasks);
-    match assignee_id.map(|id| PopugId(id.0)) {
+    match assignee_id.as_ref().map(popug_key).transpose()? {
         None if watcher => Ok(None),
         None => Ok(Some(actor.id.clone())),
         Some(id) if id == actor.id || watcher => Ok(Some(id)),
@@ -247,6 +249,6 @@ impl Completion {
 
     /// The completed task's id.
     async fn task_id(&self) -> ID {
-        ID(self.0.task_id.clone())
+        global_id(Kind::Task, &self.0.task_id)
     }
 }

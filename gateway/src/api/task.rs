@@ -8,8 +8,9 @@ use accounting_domain::Prices;
 use async_graphql::dataloader::Loader;
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use task_domain::{NewTask, PopugId, Task, TaskError, TaskFilter, TaskId, Tracker};
+use task_domain::{NewTask, Task, TaskError, TaskFilter, TaskId, Tracker};
 
+use super::node::{Kind, global_id, popug_key, task_key};
 use super::page::{Counted, Listed};
 use super::popug::PopugObject;
 use super::{ApiError, ApiResult, ContextExt, load_popug, page};
@@ -55,8 +56,9 @@ pub(crate) async fn task_prices(ctx: &Context<'_>, id: &TaskId) -> ApiResult<Opt
 
 #[Object(name = "Task")]
 impl TaskObject {
-    async fn id(&self) -> ID {
-        ID(self.0.id.0.clone())
+    /// A global id, unique across types (see `Node`).
+    pub(super) async fn id(&self) -> ID {
+        global_id(Kind::Task, &self.0.id.0)
     }
 
     async fn title(&self) -> &str {
@@ -158,7 +160,7 @@ impl TaskQuery {
         ctx.actor()?;
         Ok(ctx
             .task_loader()
-            .load_one(TaskId(id.0))
+            .load_one(task_key(&id)?)
             .await?
             .map(TaskObject))
     }
@@ -183,7 +185,7 @@ impl TaskQuery {
         ctx.actor()?;
         let filter = TaskFilter {
             status: status.map(Into::into),
-            assignee_id: assignee_id.map(|id| PopugId(id.0)),
+            assignee_id: assignee_id.as_ref().map(popug_key).transpose()?,
             search,
         };
         list(ctx, filter, first, after, last, before).await
@@ -261,7 +263,7 @@ impl TaskMutation {
     /// Completes a task of the caller's.
     async fn complete_task(&self, ctx: &Context<'_>, id: ID) -> ApiResult<TaskObject> {
         let actor = ctx.actor()?.actor();
-        let completed = ctx.tracker().complete(&actor, &TaskId(id.0)).await?;
+        let completed = ctx.tracker().complete(&actor, &task_key(&id)?).await?;
         ctx.services().committed(&completed.events).await;
         Ok(TaskObject(completed.value))
     }

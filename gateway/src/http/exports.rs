@@ -25,6 +25,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use task_domain::{Permission, Popug, PopugId, TaskId};
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::api::node::{Kind, key_of};
 use crate::api::{ApiError, actor_of, may, money_scope};
 use crate::refusal::Refusal;
 use crate::state::AppState;
@@ -46,7 +47,10 @@ pub async fn audit_log(
         let actor = signed_in(&app, &headers).await?;
         let params = Request::read(params, &["from", "to", "popugId", "kinds"])?;
         let range = params.range()?;
-        let requested = params.one("popugId").map(|id| PopugId(id.to_owned()));
+        let requested = match params.one("popugId") {
+            Some(id) => Some(PopugId(key_of(Kind::Popug, id)?)),
+            None => None,
+        };
         let popug_id = money_scope(&actor, requested, "export another popug's log")?;
         let kinds = params.kinds()?;
         let permit = exporting(&app)?;

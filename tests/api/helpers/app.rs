@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use ates_db::Db;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use gateway::{App, Config};
 use jsonwebtoken::{EncodingKey, Header};
@@ -14,6 +16,23 @@ use sqlx::Row as _;
 
 use super::fakes::{PaymentSystem, SmtpServer};
 use super::{EVENTS_SECRET, SECRET};
+
+/// The global id the API gives the object of type `kind` whose own key is `key`: the type and
+/// the key, `Task:0193…`, in unpadded URL-safe base64.
+pub fn global_id(kind: &str, key: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{kind}:{key}"))
+}
+
+/// The own key behind a global id of the API, as the database stores it.
+pub fn key_of(id: &Value) -> String {
+    let id = id.as_str().unwrap_or_else(|| panic!("not an id: {id}"));
+    let decoded = URL_SAFE_NO_PAD
+        .decode(id)
+        .unwrap_or_else(|_| panic!("not a global id: {id}"));
+    let decoded = String::from_utf8(decoded).expect("a global id is text");
+    let (_, key) = decoded.split_once(':').expect("a global id is `Type:key`");
+    key.to_owned()
+}
 
 /// A gateway running for one test, and a direct connection to its database.
 pub struct TestApp {
@@ -43,7 +62,10 @@ pub struct WantedFakes {
 /// A popug the gateway has seen, with a token to act as it.
 #[derive(Debug, Clone)]
 pub struct User {
+    /// The global id the API shows for this popug.
     pub id: String,
+    /// The popug's own key: the auth service's subject, as the database stores it.
+    pub key: String,
     pub token: String,
 }
 
@@ -51,12 +73,21 @@ impl User {
     /// A new popug with this role, and a token for it valid for an hour; not yet seen by any
     /// gateway.
     pub fn new(role: &str, name: &str) -> Self {
-        let id = uuid::Uuid::new_v4().to_string();
+        let key = uuid::Uuid::new_v4().to_string();
         let token = token(&json!({
-            "sub": id, "name": name, "role": role, "email": format!("{name}@uberpopug.test"),
+            "sub": key, "name": name, "role": role, "email": format!("{name}@uberpopug.test"),
             "iat": Utc::now().timestamp(), "exp": Utc::now().timestamp() + 3600,
         }));
-        Self { id, token }
+        Self::signed(&key, token)
+    }
+
+    /// The popug whose own key is `key`, acting with `token`.
+    pub fn signed(key: &str, token: String) -> Self {
+        Self {
+            id: global_id("Popug", key),
+            key: key.to_owned(),
+            token,
+        }
     }
 }
 

@@ -9,7 +9,9 @@ mod process;
 
 use std::future::Future;
 
-pub use app::{TestApp, TestDatabase, User, WantedFakes, config, token, token_with};
+pub use app::{
+    TestApp, TestDatabase, User, WantedFakes, config, global_id, key_of, token, token_with,
+};
 pub use invariants::{assert_events_match_their_schemas, assert_ledger_invariants, settled};
 pub use process::{Gateway, js_dir};
 

@@ -3,7 +3,9 @@
 use serde_json::json;
 
 use super::{CLOSE, app_at, balance, count, seed, wait_for_count};
-use crate::helpers::{TestDatabase, assert_events_match_their_schemas, assert_ledger_invariants};
+use crate::helpers::{
+    TestDatabase, assert_events_match_their_schemas, assert_ledger_invariants, global_id,
+};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -281,7 +283,7 @@ async fn missed_days_close_by_themselves_oldest_first_with_exact_figures(databas
         months: mostExpensiveTasks(period: MONTH, from: \"2026-02-27\", to: \"2026-03-03\") { from to task { taskId reward } } \
     } }";
     let data = app.ok(&admin, analytics, json!({})).await;
-    let top = |from: &str, to: &str, task: Option<(&str, i64)>| json!({ "from": from, "to": to, "task": task.map(|(id, reward)| json!({ "taskId": id, "reward": reward })) });
+    let top = |from: &str, to: &str, task: Option<(&str, i64)>| json!({ "from": from, "to": to, "task": task.map(|(id, reward)| json!({ "taskId": global_id("Task", id), "reward": reward })) });
     assert_eq!(
         data["analytics"],
         json!({
@@ -289,7 +291,7 @@ async fn missed_days_close_by_themselves_oldest_first_with_exact_figures(databas
             "earningsToday": 0,
             "negative3": 2,
             "negativeNow": 2,
-            "range": { "taskId": "t4", "reward": 38, "completedAt": "2026-03-02T11:00:00+00:00" },
+            "range": { "taskId": global_id("Task", "t4"), "reward": 38, "completedAt": "2026-03-02T11:00:00+00:00" },
             "empty": null,
             "days": [
                 top("2026-03-03", "2026-03-03", Some(("t6", 28))),

@@ -175,8 +175,13 @@ async fn a_deleted_popug_is_still_paid_at_day_close(database: TestDatabase) {
     }
     assert!(alice_balance > 0, "alice never got ahead: {alice_balance}");
 
-    let deleted =
-        crate::auth_events::message("popug.deleted", chrono::Utc::now(), 1, &alice.id, json!({}));
+    let deleted = crate::auth_events::message(
+        "popug.deleted",
+        chrono::Utc::now(),
+        1,
+        &alice.key,
+        json!({}),
+    );
     assert_eq!(app.auth_event(&deleted).await, "applied");
     assert_eq!(
         app.error_code(Some(&alice.token), "{ me { id } }", json!({}))
@@ -190,7 +195,7 @@ async fn a_deleted_popug_is_still_paid_at_day_close(database: TestDatabase) {
         .ok(&accountant, CLOSE, json!({ "day": "2026-03-01" }))
         .await;
     let paid: i64 = sqlx::query_scalar("SELECT amount FROM payouts WHERE popug_id = $1")
-        .bind(&alice.id)
+        .bind(&alice.key)
         .fetch_one(app.db.pool())
         .await
         .expect("alice has a payout");

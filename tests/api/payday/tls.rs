@@ -38,14 +38,14 @@ async fn worker_due(
         &app.db,
         &[
             (
-                alice.id.as_str(),
+                alice.key.as_str(),
                 "TASK_ASSIGNED",
                 "t1",
                 -12,
                 "2026-03-01T09:00:00Z",
             ),
             (
-                alice.id.as_str(),
+                alice.key.as_str(),
                 "TASK_COMPLETED",
                 "t1",
                 31,
@@ -87,7 +87,7 @@ async fn a_payout_goes_over_https_and_its_mail_over_starttls(database: TestDatab
     .await;
     let paid = payments.paid();
     assert_eq!(paid.len(), 1, "{paid:?}");
-    assert_eq!(paid[0].1["popugId"], alice.id.as_str());
+    assert_eq!(paid[0].1["popugId"], alice.key.as_str());
     assert_eq!(paid[0].1["amount"], 19);
     let messages = smtp.messages.lock().expect("lock").clone();
     assert_eq!(messages.len(), 1, "{messages:?}");
