@@ -32,3 +32,44 @@ fn the_documented_examples_are_valid_against_the_schema() {
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{printed}");
 }
+
+/// The repository documents itself: no README, doc, source or script of ours points at a path
+/// above it, which a user who cloned it would not have.
+#[test]
+fn nothing_refers_to_a_path_outside_the_repository() {
+    // The team's design folder beside the checkout, spelt so that this line does not match.
+    const OUTSIDE: &str = concat!("..", "/shared");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut pending = vec![root.clone()];
+    let mut read = 0;
+    let mut offending = Vec::new();
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("a folder of the repository") {
+            let path = entry.expect("an entry").path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if path.is_dir() {
+                if !matches!(name, "target" | "node_modules" | ".git") {
+                    pending.push(path);
+                }
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            read += 1;
+            for (n, line) in text.lines().enumerate() {
+                if line.contains(OUTSIDE) {
+                    offending.push(format!("{}:{}: {line}", path.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        read > 100,
+        "read only {read} files: is this the repository?"
+    );
+    assert!(offending.is_empty(), "{}", offending.join("\n"));
+}
