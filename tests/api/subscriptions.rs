@@ -123,6 +123,25 @@ async fn popugs_hear_only_their_own_and_watchers_hear_all(app: TestApp) {
     for event in events(&moves) {
         assert!(event["previousAssignee"]["id"].is_string());
     }
+    // Each worker hears the draws onto them and the ones that took a task from them (its
+    // board loses it), and nothing else.
+    for (worker, socket) in workers.iter().zip(&mut sockets) {
+        let theirs: Vec<i64> = events(&moves)
+            .iter()
+            .filter(|e| {
+                e["assignee"]["id"] == worker.id.as_str()
+                    || e["previousAssignee"]["id"] == worker.id.as_str()
+            })
+            .map(|e| e["seq"].as_i64().unwrap())
+            .collect();
+        let heard = socket.collect(theirs.len()).await;
+        let heard: Vec<i64> = events(&heard)
+            .iter()
+            .map(|e| e["seq"].as_i64().unwrap())
+            .collect();
+        assert_eq!(heard, theirs, "{}", worker.id);
+        assert!(matches!(socket.said(QUIET).await, Said::Silent));
+    }
 }
 
 async fn another_popugs_events_are_forbidden(app: TestApp) {

@@ -23,8 +23,9 @@ pub struct Subscription;
 
 #[Subscription]
 impl Subscription {
-    /// Tasks handed to a popug: the caller's own by default; admins and managers may name
-    /// anyone, or omit `assigneeId` to watch everyone. With `after`, first replays the
+    /// Tasks handed to a popug, or taken from them by a shuffle (`previousAssignee` is then
+    /// the popug, and `assignee` someone else): the caller's own by default; admins and
+    /// managers may name anyone, or omit `assigneeId` to watch everyone. With `after`, first replays the
     /// committed events after that sequence number, then goes live, with no gap or repeat.
     async fn task_assigned(
         &self,
@@ -104,7 +105,7 @@ fn events<C: Contract + DeserializeOwned + Send + 'static>(
         }
         if watched
             .as_ref()
-            .is_some_and(|w| feed::about(event) != Some(w.0.as_str()))
+            .is_some_and(|w| !feed::about(event).any(|popug| popug == w.0))
         {
             return None;
         }

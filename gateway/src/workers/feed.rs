@@ -132,10 +132,12 @@ impl Feed {
             let position = event.position();
             // Subscribers hear of assignments and completions; a day close's thousands of
             // payouts are nobody's board.
-            if let Some(popug) = about(&event) {
-                let popug = popug.to_owned();
+            let popugs: Vec<String> = about(&event).map(str::to_owned).collect();
+            if !popugs.is_empty() {
                 let event = Arc::new(event);
-                routes.send(Some(popug), &event);
+                for popug in popugs {
+                    routes.send(Some(popug), &event);
+                }
                 routes.send(None, &event);
             }
             routes.position = position;
@@ -144,15 +146,20 @@ impl Feed {
     }
 }
 
-/// The popug a live event is about: the assignee of an assignment, the completer of a
-/// completion. Other events go to no subscriber.
-pub(crate) fn about(event: &StoredEvent) -> Option<&str> {
-    let field = match event.event_type.as_str() {
-        TaskAssigned::TYPE => "assigneeId",
-        TaskCompleted::TYPE => "completerId",
-        _ => return None,
+/// The popugs a live event is about: the assignee of an assignment and, when it took the task
+/// from someone else, that popug too, whose board loses it; the completer of a completion.
+/// Other events go to no subscriber.
+pub(crate) fn about(event: &StoredEvent) -> impl Iterator<Item = &str> {
+    let fields: &[&str] = match event.event_type.as_str() {
+        TaskAssigned::TYPE => &["assigneeId", "previousAssigneeId"],
+        TaskCompleted::TYPE => &["completerId"],
+        _ => &[],
     };
-    event.payload.get(field)?.as_str()
+    let popug = |field: &&str| event.payload.get(*field).and_then(|v| v.as_str());
+    let first = fields.first().and_then(popug);
+    // A draw onto the same popug is about them once.
+    let second = fields.get(1).and_then(popug).filter(|p| Some(*p) != first);
+    first.into_iter().chain(second)
 }
 
 struct Routes {
