@@ -2,6 +2,8 @@
 //!
 //! | route | what |
 //! | --- | --- |
+//! | `GET /` | the popugs' web app |
+//! | `GET /app/{digest}/{*path}` | its scripts, styles and GraphQL documents |
 //! | `GET /graphql` | a WebSocket upgrade, a query in the URL, or GraphiQL for a browser |
 //! | `POST /graphql` | GraphQL over HTTP |
 //! | `GET /graphql/ws` | GraphQL over WebSocket |
@@ -33,7 +35,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
-use crate::http::{auth_events, exports, graphiql, graphql, ops, ws};
+use crate::http::{auth_events, exports, graphiql, graphql, ops, web, ws};
 use crate::state::AppState;
 
 /// The header carrying a request's id: the client's, or one made up here.
@@ -41,6 +43,8 @@ pub const REQUEST_ID: &str = "x-request-id";
 
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
+        .route("/", get(web::page))
+        .route("/app/{digest}/{*path}", get(web::asset))
         .route("/graphql", get(graphql_get).post(graphql::post))
         .route("/graphql/ws", get(ws::upgrade))
         .route("/graphiql/assets/{name}", get(graphiql::asset))

@@ -34,4 +34,5 @@ mod schema;
 mod subscriptions;
 mod tasks;
 mod verify;
+mod web;
 mod wire;

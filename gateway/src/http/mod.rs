@@ -6,4 +6,5 @@ pub mod exports;
 pub mod graphiql;
 pub mod graphql;
 pub mod ops;
+pub mod web;
 pub mod ws;

@@ -24,7 +24,6 @@ impl Gateway {
     /// Started with extra `ATES_*` variables.
     pub fn start_with(database: &TestDatabase, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .envs(env.iter().copied())
             .env("DATABASE_URL", &database.url)
             .env("ATES_LISTEN", "127.0.0.1:0")
             .env("ATES_DATA_DIR", database.folder())
@@ -32,7 +31,8 @@ impl Gateway {
             .env("ATES_AUTH_EVENTS_SECRET", EVENTS_SECRET)
             .env("ATES_MUTATIONS_PER_SECOND", "0")
             .env("RUST_LOG", "error")
-            .envs(env.iter().copied().filter(|(key, _)| *key == "RUST_LOG"))
+            // The caller's variables win over the defaults above.
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -113,6 +113,7 @@ pub fn js_dir() -> PathBuf {
             "graphql-ws",
             "ws",
             "playwright-core",
+            "axe-core",
         ];
         if wanted
             .iter()

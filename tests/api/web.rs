@@ -1,0 +1,182 @@
+//! The popugs' web app at `/`, in Debian's Chromium driven by Playwright (`tests/js/app.mjs`),
+//! against the real gateway binary on each store: signing in, a live board that follows a
+//! manager's creation within a second, completing, a refused title, axe-core, the keyboard, and
+//! a restart of the gateway that the board rides out.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Gateway, TestDatabase, User, js_dir};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_the_board_works_in_a_browser() {
+    the_board_works_in_a_browser(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_the_board_works_in_a_browser() {
+    if let Some(database) = TestDatabase::postgres().await {
+        the_board_works_in_a_browser(database).await;
+    }
+}
+
+/// The page and its assets: no-cache for the page, for good for assets named by their digest,
+/// and the browser's security headers on the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_is_served_with_its_assets_named_by_digest() {
+    let database = TestDatabase::sqlite();
+    let gateway = Gateway::start(&database);
+    let client = reqwest::Client::new();
+    let page = client.get(gateway.base() + "/").send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let headers = page.headers().clone();
+    assert_eq!(headers["cache-control"], "no-cache");
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+    assert_eq!(headers["x-frame-options"], "DENY");
+    let html = page.text().await.unwrap();
+    let script = html
+        .split("src=\"")
+        .filter_map(|rest| rest.split('"').next())
+        .find(|src| src.ends_with("/app.js"))
+        .unwrap_or_else(|| panic!("the page loads app.js: {html}"))
+        .to_owned();
+    assert!(!html.contains("<script>"), "no inline script: {html}");
+    let asset = client.get(gateway.base() + &script).send().await.unwrap();
+    assert_eq!(asset.status(), 200);
+    assert_eq!(
+        asset.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert!(
+        asset.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    // An asset under another digest is another build's, not this one's.
+    let stale = script.replacen("/app/", "/app/0", 1);
+    let stale = client.get(gateway.base() + &stale).send().await.unwrap();
+    assert_eq!(stale.status(), 404);
+}
+
+async fn the_board_works_in_a_browser(database: TestDatabase) {
+    let gateway = Gateway::start(&database);
+    let base = gateway.base();
+    let listen = base.trim_start_matches("http://").to_owned();
+    let manager = User::new("manager", "Mia");
+    let worker = User::new("worker", "Bob");
+
+    let js = js_dir();
+    let mut node = Command::new("node")
+        .arg(js.join("app.mjs"))
+        .arg(&base)
+        .arg(&manager.token)
+        .arg(&worker.token)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node is installed");
+    let mut to_browser = node.stdin.take().expect("stdin");
+    let (steps, rx) = std::sync::mpsc::channel::<Value>();
+    let stdout = node.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let step: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|_| panic!("a JSON line from app.mjs: {line}"));
+            if steps.send(step).is_err() {
+                return;
+            }
+        }
+    });
+    let rx = std::sync::Mutex::new(rx);
+    let next = |name: &str| -> Value {
+        let step = rx
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the browser run ended before `{name}`"));
+        assert_eq!(step["step"], name, "{step}");
+        step
+    };
+
+    let signin = next("sign-in page");
+    assert_eq!(signin["axeViolations"].as_u64().map(|_| ()), Some(()));
+    let live = next("worker live");
+    assert!(!live["url"].as_str().unwrap().contains("token"), "{live}");
+
+    let shown = next("assigned shown");
+    let ms = shown["ms"].as_u64().expect("milliseconds");
+    assert!(
+        ms < 1000,
+        "the worker's board showed the task after {ms} ms"
+    );
+
+    let completed = next("completed");
+    let (start, charged, after) = (
+        completed["start"].as_i64().unwrap(),
+        completed["charged"].as_i64().unwrap(),
+        completed["after"].as_i64().unwrap(),
+    );
+    let fee = start - charged;
+    assert!((10..=20).contains(&fee), "{completed}");
+    assert!((20..=40).contains(&(after - charged)), "{completed}");
+    let rows: Vec<String> = serde_json::from_value(completed["rows"].clone()).unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("Assigned (fee)") && r.contains("Feed the parrots"))
+            && rows.iter().any(|r| r.contains("Completed (reward)")),
+        "{rows:?}"
+    );
+
+    let refused = next("refused title");
+    assert_eq!(refused["title"], "Fix [the] perch");
+    assert_eq!(refused["description"], "It wobbles");
+    let error = refused["error"].as_str().unwrap();
+    assert!(error.contains('['), "the refusal says why: {error}");
+    assert!(refused["rule"].as_str().unwrap().contains("No [ or ]"));
+
+    let keyboard = next("keyboard");
+    assert!(keyboard["reached"].as_u64() >= keyboard["controls"].as_u64());
+    next("board");
+
+    // The gateway stops; the board says it is reconnecting. A task is assigned to the worker
+    // right after the gateway is back, before the board's next try, and the board shows it.
+    next("ready for restart");
+    gateway.terminate();
+    let mut gateway = gateway;
+    assert!(gateway.exit_status(Duration::from_secs(20)).is_some());
+    writeln!(to_browser, "stopped").unwrap();
+    next("reconnecting shown");
+    let gateway = Gateway::start_with(&database, &[("ATES_LISTEN", listen.as_str())]);
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(&gateway.url)
+        .bearer_auth(&manager.token)
+        .json(&json!({ "query": "mutation { createTask(input: { title: \"Assigned while we were away\" }) { assignee { name } } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        created["data"]["createTask"]["assignee"]["name"], "Bob",
+        "{created}"
+    );
+    writeln!(to_browser, "started").unwrap();
+    next("reconnected");
+    next("done");
+    let status = tokio::task::spawn_blocking(move || node.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "the browser run failed");
+}

@@ -1,0 +1,169 @@
+// Drives the popugs' web app at `/` in headless Chromium, as a manager and a worker in two
+// browser contexts, against a real gateway. Each step prints one JSON line for the Rust test
+// that runs it; any failure ends the run with a non-zero exit and says why.
+//
+// Steps: the worker signs in through `/#token=…` and the board goes live; the manager creates
+// a task and the worker's board shows it (the time it took is printed); the worker completes
+// it and the balance and the day's log move; a title with `[` is refused with the rule
+// explained and the text kept; axe-core finds no serious or critical violation on the sign-in
+// page or the board; every control of the board is reached with the Tab key. Then, when
+// asked, it waits for the gateway to go away and come back, and shows that the board
+// reconnects and shows what was assigned meanwhile.
+//
+// usage: node app.mjs BASE_URL MANAGER_TOKEN WORKER_TOKEN
+//   then, on stdin: lines the Rust test sends between steps (see `waitFor`).
+import { createInterface } from 'node:readline';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { chromium } from 'playwright-core';
+
+const [base, managerToken, workerToken] = process.argv.slice(2);
+const origin = new URL(base).origin;
+const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox'],
+});
+const fail = (message) => {
+  console.error(message);
+  browser.close().finally(() => process.exit(1));
+};
+const giveUp = setTimeout(() => fail('timed out'), 120000);
+const say = (step, data = {}) => console.log(JSON.stringify({ step, ...data }));
+
+// The Rust test's lines, one at a time.
+const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+async function waitFor(expected) {
+  const { value, done } = await lines.next();
+  if (done || value.trim() !== expected) fail(`expected "${expected}" from the test, got ${value}`);
+}
+
+async function open(token) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on('pageerror', (error) => fail(`page error: ${error.message}`));
+  page.on('request', (request) => {
+    const url = request.url();
+    if (!url.startsWith(origin) && !url.startsWith('data:')) fail(`a request left the gateway: ${url}`);
+  });
+  await page.addInitScript(() => {
+    window.refusedByPolicy = [];
+    document.addEventListener('securitypolicyviolation', (event) => {
+      window.refusedByPolicy.push(`${event.violatedDirective} ${event.blockedURI}`);
+    });
+  });
+  await page.goto(`${base}/#token=${encodeURIComponent(token)}`);
+  await page.getByRole('heading', { name: /My board/ }).waitFor();
+  await page.locator('.live[data-state="live"]').waitFor();
+  return page;
+}
+
+async function axe(page, name) {
+  // Evaluated through the debugging protocol: the page's policy rightly refuses an inline
+  // script, and axe is ours, not the page's.
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(async () => window.axe.run(document));
+  const serious = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  if (serious.length > 0) {
+    fail(`${name}: ${JSON.stringify(serious.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target) })))}`);
+  }
+  return result.violations.length;
+}
+
+const balanceOf = async (page) => Number(await page.locator('#balance').textContent());
+const card = (page, title) => page.locator('#tasks li.task', { has: page.getByRole('heading', { name: title, exact: true }) });
+
+// Signing in: the sign-in page first, then the token from the fragment, gone from the address.
+{
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${base}/`);
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  say('sign-in page', { axeViolations: await axe(page, 'sign-in page') });
+  await context.close();
+}
+const worker = await open(workerToken);
+if (worker.url().includes('token=')) fail(`the token stayed in the address: ${worker.url()}`);
+say('worker live', { url: worker.url() });
+const manager = await open(managerToken);
+
+// A task the manager creates shows on the worker's board within a second.
+const startBalance = await balanceOf(worker);
+await manager.getByLabel('Title').fill('Feed the parrots');
+await manager.getByLabel('Tracker key (optional)').fill('UBERPOP-42');
+const created = Date.now();
+await manager.getByRole('button', { name: 'Create task' }).click();
+await card(worker, 'Feed the parrots').waitFor({ timeout: 5000 });
+say('assigned shown', { ms: Date.now() - created });
+await manager.getByText(/Created “Feed the parrots”/).waitFor();
+if ((await manager.getByLabel('Title').inputValue()) !== '') fail('the form kept a created title');
+
+// Its fee is charged, then the worker completes it: the reward shows and the balance moves.
+await worker.waitForFunction((start) => Number(document.querySelector('#balance').textContent) < start, startBalance);
+const charged = await balanceOf(worker);
+const price = await card(worker, 'Feed the parrots').locator('.price').textContent();
+await card(worker, 'Feed the parrots').getByRole('button', { name: /Complete/ }).click();
+await worker.getByText(/Done: “Feed the parrots”\. Reward \+\d+/).waitFor();
+await card(worker, 'Feed the parrots').waitFor({ state: 'detached' });
+await worker.waitForFunction((before) => Number(document.querySelector('#balance').textContent) > before, charged);
+const rows = await worker.locator('section[aria-labelledby="today"] tbody tr').allTextContents();
+say('completed', { start: startBalance, charged, after: await balanceOf(worker), price, rows });
+
+// A title with `[` is refused: the rule is explained and what was typed stays.
+await manager.getByLabel('Title').fill('Fix [the] perch');
+await manager.getByLabel('Description (optional)').fill('It wobbles');
+await manager.getByRole('button', { name: 'Create task' }).click();
+const refusal = manager.locator('form .error');
+await refusal.filter({ hasText: /not accepted/ }).waitFor();
+say('refused title', {
+  error: await refusal.textContent(),
+  title: await manager.getByLabel('Title').inputValue(),
+  description: await manager.getByLabel('Description (optional)').inputValue(),
+  rule: await manager.locator('#title-rule').textContent(),
+});
+
+// Every control on the board is reached from the keyboard, in order.
+{
+  const controls = await worker.locator('main a, main button, main input, main textarea, header a, header button').count();
+  const reached = new Set();
+  await worker.locator('body').focus();
+  for (let i = 0; i < controls + 5; i += 1) {
+    await worker.keyboard.press('Tab');
+    const id = await worker.evaluate(() => {
+      const element = document.activeElement;
+      if (!element || element === document.body) return null;
+      element.dataset.tabbed ??= String(Math.random());
+      return element.dataset.tabbed;
+    });
+    if (id) reached.add(id);
+  }
+  const unreached = await worker.evaluate(() =>
+    [...document.querySelectorAll('main a, main button, main input, main textarea, header a, header button')]
+      .filter((element) => !element.dataset.tabbed)
+      .map((element) => element.outerHTML.slice(0, 80)),
+  );
+  if (unreached.length > 0) fail(`not reached with Tab: ${unreached.join(', ')}`);
+  say('keyboard', { controls, reached: reached.size });
+}
+say('board', { axeViolations: await axe(worker, 'board') });
+
+// The gateway goes away and comes back; what was assigned meanwhile shows.
+say('ready for restart');
+await waitFor('stopped');
+await worker.locator('.live[data-state="reconnecting"]').waitFor({ timeout: 10000 });
+say('reconnecting shown');
+await waitFor('started');
+await worker.locator('.live[data-state="live"]').waitFor({ timeout: 15000 });
+await card(worker, 'Assigned while we were away').waitFor({ timeout: 5000 });
+say('reconnected');
+
+const refused = [
+  ...(await worker.evaluate(() => window.refusedByPolicy)),
+  ...(await manager.evaluate(() => window.refusedByPolicy)),
+];
+if (refused.length > 0) fail(`the content security policy refused: ${refused.join(', ')}`);
+say('done');
+clearTimeout(giveUp);
+await browser.close();
+process.exit(0);
