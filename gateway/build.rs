@@ -1,5 +1,6 @@
-//! Fetches GraphiQL's browser assets from the npm registry at build time, so the gateway
-//! serves them itself and GraphiQL works with no internet (and no CDN) where it runs.
+//! Fetches the browser assets of GraphiQL and of the web app (the graphql-ws client, uPlot for
+//! the charts) from the npm registry at build time, so the gateway serves them itself and both
+//! work with no internet (and no CDN) where it runs.
 //!
 //! Each package is pinned to a version and to the SHA-512 the registry publishes for it; a
 //! tarball that does not match stops the build. `npm pack` does the download (npm's cache
@@ -7,8 +8,8 @@
 //! `include_bytes!`.
 //!
 //! Where npm cannot be reached, set `ATES_GRAPHIQL_ASSETS` to a folder already holding the
-//! five files. Without either, the build goes on with a warning, and `/graphql` in a browser
-//! says that GraphiQL was left out; the API is unaffected.
+//! seven files. Without either, the build goes on with a warning, and `/graphql` and `/` in a
+//! browser say that GraphiQL and the web app were left out; the API is unaffected.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,7 +18,7 @@ use base64::Engine as _;
 use sha2::{Digest as _, Sha512};
 
 /// (package, version, integrity, file in the package, file served).
-const ASSETS: [(&str, &str, &str, &str, &str); 5] = [
+const ASSETS: [(&str, &str, &str, &str, &str); 7] = [
     (
         "graphiql",
         "3.9.0",
@@ -52,6 +53,20 @@ const ASSETS: [(&str, &str, &str, &str, &str); 5] = [
         "E1uccsZxt/96jH/OwmLPuXMACILs76pKF2i3W861LpKBCYtGIyPQGtWLuBLkND4ox1KHns70e83PS4te50nvPQ==",
         "package/umd/graphql-ws.min.js",
         "graphql-ws.min.js",
+    ),
+    (
+        "uplot",
+        "1.6.32",
+        "KIMVnG68zvu5XXUbC4LQEPnhwOxBuLyW1AHtpm6IKTXImkbLgkMy+jabjLgSLMasNuGGzQm/ep3tOkyTxpiQIw==",
+        "package/dist/uPlot.iife.min.js",
+        "uPlot.iife.min.js",
+    ),
+    (
+        "uplot",
+        "1.6.32",
+        "KIMVnG68zvu5XXUbC4LQEPnhwOxBuLyW1AHtpm6IKTXImkbLgkMy+jabjLgSLMasNuGGzQm/ep3tOkyTxpiQIw==",
+        "package/dist/uPlot.min.css",
+        "uPlot.min.css",
     ),
 ];
 

@@ -143,25 +143,37 @@ async fn main() -> anyhow::Result<()> {
             email,
             hours,
         } => {
-            let (auth, _) = gateway::authenticator(&cli.config)?;
-            let now = chrono::Utc::now().timestamp();
-            let claims = Claims {
-                sub: sub.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-                exp: now + hours * 3600,
-                iat: Some(now),
-                name: Some(name),
-                email,
-                role: Some(role),
-                iss: cli.config.auth.jwt_issuer.clone(),
-                aud: cli.config.auth.jwt_audience.clone(),
-            };
-            let token = auth.sign(&claims).context(
-                "tokens are verified with a public key here: the auth service issues them",
-            )??;
+            let sub = sub.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let token = mint(&cli.config, &sub, role, name, email, hours)?;
             println!("{token}");
             Ok(())
         }
     }
+}
+
+/// A token for popug `sub`, signed with the configured secret, valid for `hours`.
+fn mint(
+    config: &Config,
+    sub: &str,
+    role: String,
+    name: String,
+    email: Option<String>,
+    hours: i64,
+) -> anyhow::Result<String> {
+    let (auth, _) = gateway::authenticator(config)?;
+    let now = chrono::Utc::now().timestamp();
+    let claims = Claims {
+        sub: sub.to_owned(),
+        exp: now + hours * 3600,
+        iat: Some(now),
+        name: Some(name),
+        email,
+        role: Some(role),
+        iss: config.auth.jwt_issuer.clone(),
+        aud: config.auth.jwt_audience.clone(),
+    };
+    auth.sign(&claims)
+        .context("tokens are verified with a public key here: the auth service issues them")?
 }
 
 async fn verify(config: Config, max_backlog_secs: u64) -> anyhow::Result<()> {
@@ -257,9 +269,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     println!("aTES gateway on http://{addr}");
-    println!("  GraphiQL:  http://{addr}/graphql");
-    println!("  a token:   cargo run -p gateway -- token --role admin --name Alice");
-    println!("  then send it as 'Authorization: Bearer <token>'");
+    println!("  the web app: http://{addr}/");
+    println!("  GraphiQL:    http://{addr}/graphql");
+    if app.dev_secret {
+        // With the development secret, anyone at this machine may sign in: two ready links,
+        // for the same two popugs at every start, valid for a working day.
+        for (sub, role, name) in [
+            ("dev-admin", "admin", "Alice"),
+            ("dev-worker", "worker", "Bob"),
+        ] {
+            let token = mint(&config, sub, role.into(), name.into(), None, 12)?;
+            println!("  sign in as {name} ({role}): http://{addr}/#token={token}");
+        }
+    } else {
+        println!("  sign in with a token from the auth service");
+    }
     // SIGTERM: /readyz turns 503 and sockets are told to go away; after the delay no new
     // connection is taken, and requests in flight have the grace period to finish.
     let (stopping, stopped) = tokio::sync::oneshot::channel();

@@ -7,8 +7,15 @@ import { h } from './dom.js';
 import { wordsFor } from './words.js';
 import { signInPage } from './pages/signin.js';
 import { boardPage } from './pages/board.js';
+import { trackerPage } from './pages/tracker.js';
+import { dashboardPage } from './pages/dashboard.js';
 
-const PAGES = [{ path: '/', label: 'My board', roles: null, render: boardPage }];
+// Each page for the roles the API lets do what it offers; the API refuses the others anyway.
+const PAGES = [
+  { path: '/', label: 'My board', roles: null, render: boardPage },
+  { path: '/tracker', label: 'Tracker', roles: ['ADMIN', 'MANAGER'], render: trackerPage },
+  { path: '/dashboard', label: 'Dashboard', roles: ['ADMIN', 'ACCOUNTANT'], render: dashboardPage },
+];
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
@@ -19,9 +26,16 @@ let me = null;
 let shown = null;
 let expiry = null;
 
+let noticeTimer = null;
+
+/** A short message at the bottom of the page, read out by screen readers; it goes by itself. */
 function notify(text, kind = 'info') {
   notice.textContent = text;
   notice.dataset.kind = kind;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => {
+    notice.textContent = '';
+  }, kind === 'error' ? 10000 : 6000);
 }
 
 /** An error of any page: an expired or refused token brings the sign-in back. */

@@ -27,3 +27,30 @@ const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute:
 export function time(iso) {
   return timeFormat.format(new Date(iso));
 }
+
+/**
+ * Previous / next buttons for a connection's PAGEINFO; GO receives the arguments of the page
+ * asked for (`{ last, before }` or `{ first, after }`).
+ */
+export function pager(pageInfo, size, go, label) {
+  return h(
+    'nav',
+    { class: 'pager', 'aria-label': label },
+    h('button', { type: 'button', disabled: !pageInfo.hasPreviousPage, onclick: () => go({ last: size, before: pageInfo.startCursor }) }, '← Previous'),
+    h('button', { type: 'button', disabled: !pageInfo.hasNextPage, onclick: () => go({ first: size, after: pageInfo.endCursor }) }, 'Next →'),
+  );
+}
+
+/** A table with a header row of COLUMNS and ROWS of cells (text, or `[text, 'num']`). */
+export function table(caption, columns, rows, empty) {
+  const body = rows.length
+    ? rows.map((cells) => h('tr', {}, cells.map((cell) => (Array.isArray(cell) ? h('td', { class: cell[1] }, cell[0]) : cell instanceof Node ? h('td', {}, cell) : h('td', {}, cell ?? '')))))
+    : [h('tr', {}, h('td', { colspan: columns.length, class: 'empty' }, empty))];
+  return h(
+    'table',
+    {},
+    h('caption', { class: 'sr' }, caption),
+    h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, body),
+  );
+}

@@ -23,8 +23,8 @@ const EVERY_POPUG: &[&str] = &["worker", "manager", "accountant", "admin"];
 /// the role's own right to the field.
 fn allowed(field: &str) -> &'static [&'static str] {
     match field {
-        "me" | "node" | "nodes" | "task" | "tasks" | "myTasks" | "account" | "auditLog"
-        | "payouts" | "statement" => EVERY_POPUG,
+        "me" | "today" | "node" | "nodes" | "task" | "tasks" | "myTasks" | "account"
+        | "auditLog" | "payouts" | "statement" => EVERY_POPUG,
         "popugs" => &["manager", "accountant", "admin"],
         "dailySummaries" => &["accountant", "admin"],
         "analytics" | "mailbox" | "retryPayout" | "ledgerCheck" | "deadLetters"

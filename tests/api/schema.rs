@@ -33,6 +33,33 @@ fn the_documented_examples_are_valid_against_the_schema() {
     assert!(output.status.success(), "{printed}");
 }
 
+/// Every GraphQL document the web app sends (`gateway/web/graphql/`) validates against
+/// `schema.graphql`, and is named as its file, so a schema change that breaks the app fails
+/// here.
+#[test]
+fn the_web_apps_documents_are_valid_against_the_schema() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut documents: Vec<_> = std::fs::read_dir(root.join("gateway/web/graphql"))
+        .expect("the app's documents")
+        .map(|entry| entry.expect("an entry").path())
+        .collect();
+    documents.sort();
+    assert!(documents.len() >= 10, "{documents:?}");
+    let output = Command::new("node")
+        .arg(js_dir().join("docs.mjs"))
+        .arg(root.join("schema.graphql"))
+        .args(&documents)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("node is installed");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}");
+    assert!(
+        printed.contains(&format!("\"blocks\":{}", documents.len())),
+        "{printed}"
+    );
+}
+
 /// The repository documents itself: no README, doc, source or script of ours points at a path
 /// above it, which a user who cloned it would not have.
 #[test]

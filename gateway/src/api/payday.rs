@@ -208,6 +208,13 @@ pub struct PaydayQuery;
 
 #[Object]
 impl PaydayQuery {
+    /// The business day it is now, in the company's time zone: the calendar day closes and
+    /// statements follow, which a front-end should use instead of the browser's.
+    async fn today(&self, ctx: &Context<'_>) -> ApiResult<Date> {
+        ctx.actor()?;
+        Ok(Date(ctx.payday().today()))
+    }
+
     /// Payouts, newest first: the caller's own, or anyone's for admins and accountants.
     #[graphql(complexity = "page::cost(first.or(last), child_complexity)")]
     async fn payouts(

@@ -1,6 +1,6 @@
 //! The popugs' web app at `/`, served whole by the gateway: plain ES modules, their styles and
-//! their GraphQL documents from `gateway/web/`, and the `graphql-ws` client `build.rs` fetched
-//! from the npm registry. No URL in the app leaves the gateway.
+//! their GraphQL documents from `gateway/web/`, and the `graphql-ws` client and uPlot (the
+//! charts) that `build.rs` fetched from the npm registry. No URL in the app leaves the gateway.
 //!
 //! Every asset is served under `/app/{digest}/`, where the digest is taken over all of them:
 //! browsers keep them for a year, and a gateway with other assets serves them under another
@@ -27,7 +27,7 @@ macro_rules! web {
 }
 
 /// Every file of `gateway/web/` but the page (a test checks that none is left out).
-const APP: [Asset; 14] = web![
+const APP: [Asset; 26] = web![
     "app.js",
     "app.css",
     "api.js",
@@ -35,25 +35,47 @@ const APP: [Asset; 14] = web![
     "session.js",
     "words.js",
     "pages/board.js",
+    "pages/dashboard.js",
     "pages/signin.js",
+    "pages/tracker.js",
+    "graphql/AuditLog.graphql",
     "graphql/Board.graphql",
+    "graphql/CloseDay.graphql",
+    "graphql/CompanyPayouts.graphql",
     "graphql/CompleteTask.graphql",
     "graphql/CreateTask.graphql",
+    "graphql/Days.graphql",
     "graphql/Me.graphql",
     "graphql/Money.graphql",
     "graphql/MyAssignments.graphql",
+    "graphql/Popugs.graphql",
+    "graphql/RetryPayout.graphql",
+    "graphql/ShuffleTasks.graphql",
+    "graphql/Today.graphql",
+    "graphql/TopTasks.graphql",
+    "graphql/Tracker.graphql",
 ];
 
-/// The graphql-ws client, as `build.rs` fetched it for GraphiQL too.
-const GRAPHQL_WS: Asset = Asset {
-    path: "graphql-ws.min.js",
-    bytes: include_bytes!(concat!(env!("OUT_DIR"), "/graphiql/graphql-ws.min.js")),
-};
+/// What `build.rs` fetched from npm: the graphql-ws client (GraphiQL's too), and uPlot.
+const VENDORED: [Asset; 3] = [
+    Asset {
+        path: "graphql-ws.min.js",
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/graphiql/graphql-ws.min.js")),
+    },
+    Asset {
+        path: "uPlot.iife.min.js",
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/graphiql/uPlot.iife.min.js")),
+    },
+    Asset {
+        path: "uPlot.min.css",
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/graphiql/uPlot.min.css")),
+    },
+];
 
 const PAGE: &str = include_str!("../../web/index.html");
 
 fn assets() -> impl Iterator<Item = &'static Asset> {
-    APP.iter().chain(std::iter::once(&GRAPHQL_WS))
+    APP.iter().chain(VENDORED.iter())
 }
 
 /// The digest of every asset, their paths and their bytes.
