@@ -68,11 +68,18 @@ async fn the_app_is_served_with_its_assets_named_by_digest() {
 }
 
 async fn the_board_works_in_a_browser(database: TestDatabase) {
-    let gateway = Gateway::start(&database);
+    // A business clock the test moves past midnight, so that a day can be closed.
+    let clock = database.set_clock("2026-03-01T10:00:00Z");
+    let clock = clock.to_str().expect("a UTF-8 path").to_owned();
+    let gateway = Gateway::start_with(&database, &[("ATES_CLOCK_FILE", clock.as_str())]);
     let base = gateway.base();
     let listen = base.trim_start_matches("http://").to_owned();
     let manager = User::new("manager", "Mia");
     let worker = User::new("worker", "Bob");
+    // Known to the gateway only once they sign in, past midnight: until then Bob is the only
+    // popug a task can land on.
+    let carl = User::new("worker", "Carl");
+    let accountant = User::new("accountant", "Ada");
 
     let js = js_dir();
     let mut node = Command::new("node")
@@ -80,6 +87,8 @@ async fn the_board_works_in_a_browser(database: TestDatabase) {
         .arg(&base)
         .arg(&manager.token)
         .arg(&worker.token)
+        .env("CARL_TOKEN", &carl.token)
+        .env("ACCOUNTANT_TOKEN", &accountant.token)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -155,7 +164,13 @@ async fn the_board_works_in_a_browser(database: TestDatabase) {
     assert!(gateway.exit_status(Duration::from_secs(20)).is_some());
     writeln!(to_browser, "stopped").unwrap();
     next("reconnecting shown");
-    let gateway = Gateway::start_with(&database, &[("ATES_LISTEN", listen.as_str())]);
+    let gateway = Gateway::start_with(
+        &database,
+        &[
+            ("ATES_LISTEN", listen.as_str()),
+            ("ATES_CLOCK_FILE", clock.as_str()),
+        ],
+    );
     let client = reqwest::Client::new();
     let created: Value = client
         .post(&gateway.url)
@@ -173,6 +188,47 @@ async fn the_board_works_in_a_browser(database: TestDatabase) {
     );
     writeln!(to_browser, "started").unwrap();
     next("reconnected");
+
+    let refused = next("worker refused");
+    for page in ["tracker", "dashboard"] {
+        assert_eq!(refused[page]["code"], "FORBIDDEN", "{refused}");
+        let said = refused[page]["said"].as_str().unwrap();
+        assert!(said.contains("only") && said.contains("worker"), "{said}");
+    }
+
+    next("ready for midnight");
+    database.set_clock("2026-03-02T10:00:00Z");
+    writeln!(to_browser, "midnight").unwrap();
+    let tracker = next("tracker");
+    assert_eq!(tracker["axeViolations"].as_u64().map(|_| ()), Some(()));
+    let shuffled = next("shuffled");
+    let shuffles = shuffled["shuffles"].as_array().unwrap();
+    let last = shuffles.last().expect("a shuffle");
+    assert_ne!(
+        last["before"], last["after"],
+        "ten shuffles never moved it: {shuffled}"
+    );
+    for shuffle in shuffles {
+        let report = shuffle["report"].as_str().unwrap();
+        assert!(report.starts_with("Shuffled: 1 reassigned"), "{report}");
+    }
+
+    let closed = next("closed");
+    assert_eq!(
+        closed["day"], "2026-03-01",
+        "the default is the business yesterday"
+    );
+    let report = closed["report"].as_str().unwrap();
+    assert!(report.starts_with("2026-03-01 is closed: "), "{report}");
+    assert!(
+        closed["row"].as_str().unwrap().contains("closed"),
+        "{closed}"
+    );
+    let payouts: Vec<String> = serde_json::from_value(closed["payouts"].clone()).unwrap();
+    assert!(
+        payouts.iter().any(|p| p.starts_with("2026-03-01Bob")),
+        "{payouts:?}"
+    );
     next("done");
     let status = tokio::task::spawn_blocking(move || node.wait())
         .await

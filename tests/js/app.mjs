@@ -30,6 +30,17 @@ const fail = (message) => {
   browser.close().finally(() => process.exit(1));
 };
 const giveUp = setTimeout(() => fail('timed out'), 120000);
+// Whatever each page said, for the message of a step that failed.
+const pages = [];
+const explain = async (error) => {
+  const said = [];
+  for (const page of pages) {
+    said.push(await page.evaluate(() => [...document.querySelectorAll('#notice, .error, [role=status]')].map((e) => e.textContent).filter(Boolean).join(' | ')).catch(() => '?'));
+  }
+  fail(`${error.message}\npages said: ${JSON.stringify(said)}`);
+};
+process.on('unhandledRejection', explain);
+process.on('uncaughtException', explain);
 const say = (step, data = {}) => console.log(JSON.stringify({ step, ...data }));
 
 // The Rust test's lines, one at a time.
@@ -42,6 +53,7 @@ async function waitFor(expected) {
 async function open(token) {
   const context = await browser.newContext();
   const page = await context.newPage();
+  pages.push(page);
   page.on('pageerror', (error) => fail(`page error: ${error.message}`));
   page.on('request', (request) => {
     const url = request.url();
@@ -69,6 +81,31 @@ async function axe(page, name) {
     fail(`${name}: ${JSON.stringify(serious.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target) })))}`);
   }
   return result.violations.length;
+}
+
+/** Tabs through PAGE and fails unless every link, button and field was focused on the way. */
+async function tabsThrough(page, name) {
+  const selector = 'main a, main button:not([disabled]), main input, main select, main textarea, header a, header button';
+  const controls = await page.locator(selector).evaluateAll((all) => all.filter((e) => e.offsetParent !== null).length);
+  await page.evaluate((selector) => document.querySelectorAll(selector).forEach((e) => delete e.dataset.tabbed), selector);
+  await page.locator('body').focus();
+  let reached = 0;
+  // A date field takes a Tab for each of its parts.
+  for (let i = 0; i < controls * 4 + 10; i += 1) {
+    await page.keyboard.press('Tab');
+    reached += await page.evaluate(() => {
+      const element = document.activeElement;
+      if (!element || element === document.body || element.dataset.tabbed) return 0;
+      element.dataset.tabbed = 'yes';
+      return 1;
+    });
+  }
+  const unreached = await page.evaluate((selector) =>
+    [...document.querySelectorAll(selector)]
+      .filter((element) => element.offsetParent !== null && !element.dataset.tabbed)
+      .map((element) => element.outerHTML.slice(0, 80)), selector);
+  if (unreached.length > 0) fail(`${name}: not reached with Tab: ${unreached.join(', ')}`);
+  return { page: name, controls, reached };
 }
 
 const balanceOf = async (page) => Number(await page.locator('#balance').textContent());
@@ -123,29 +160,8 @@ say('refused title', {
   rule: await manager.locator('#title-rule').textContent(),
 });
 
-// Every control on the board is reached from the keyboard, in order.
-{
-  const controls = await worker.locator('main a, main button, main input, main textarea, header a, header button').count();
-  const reached = new Set();
-  await worker.locator('body').focus();
-  for (let i = 0; i < controls + 5; i += 1) {
-    await worker.keyboard.press('Tab');
-    const id = await worker.evaluate(() => {
-      const element = document.activeElement;
-      if (!element || element === document.body) return null;
-      element.dataset.tabbed ??= String(Math.random());
-      return element.dataset.tabbed;
-    });
-    if (id) reached.add(id);
-  }
-  const unreached = await worker.evaluate(() =>
-    [...document.querySelectorAll('main a, main button, main input, main textarea, header a, header button')]
-      .filter((element) => !element.dataset.tabbed)
-      .map((element) => element.outerHTML.slice(0, 80)),
-  );
-  if (unreached.length > 0) fail(`not reached with Tab: ${unreached.join(', ')}`);
-  say('keyboard', { controls, reached: reached.size });
-}
+// Every control on the board is reached from the keyboard.
+say('keyboard', await tabsThrough(worker, 'board'));
 say('board', { axeViolations: await axe(worker, 'board') });
 
 // The gateway goes away and comes back; what was assigned meanwhile shows.
@@ -158,10 +174,95 @@ await worker.locator('.live[data-state="live"]').waitFor({ timeout: 15000 });
 await card(worker, 'Assigned while we were away').waitFor({ timeout: 5000 });
 say('reconnected');
 
-const refused = [
-  ...(await worker.evaluate(() => window.refusedByPolicy)),
-  ...(await manager.evaluate(() => window.refusedByPolicy)),
-];
+// The worker completes that one too; the day's two rewards leave it something to be paid.
+await card(worker, 'Assigned while we were away').getByRole('button', { name: /Complete/ }).click();
+await card(worker, 'Assigned while we were away').waitFor({ state: 'detached' });
+
+// A worker cannot reach the tracker or the dashboard: the pages say so, and the API refuses.
+const refusedTo = async (page, path, operation) => {
+  await page.goto(`${base}/#${path}`);
+  const said = await page.getByRole('alert').filter({ hasText: /only/ }).textContent();
+  const code = await page.evaluate(async (query) => {
+    const answer = await fetch('/graphql', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${sessionStorage.getItem('ates.token')}` },
+      body: JSON.stringify({ query }),
+    }).then((r) => r.json());
+    return answer.errors?.[0]?.extensions?.code;
+  }, operation);
+  return { said, code };
+};
+say('worker refused', {
+  tracker: await refusedTo(worker, '/tracker', 'mutation { shuffleTasks { moved } }'),
+  dashboard: await refusedTo(worker, '/dashboard', '{ dailySummaries(from: "2026-03-01", to: "2026-03-01") { day } }'),
+});
+await worker.goto(`${base}/#/`);
+await worker.locator('.live[data-state="live"]').waitFor();
+
+// Past midnight: a new day, with more popugs to draw from.
+say('ready for midnight');
+await waitFor('midnight');
+const carl = await open(process.env.CARL_TOKEN);
+const accountant = await open(process.env.ACCOUNTANT_TOKEN);
+const boards = { Bob: worker, Carl: carl, Ada: accountant };
+
+// The manager creates a task and shuffles from the tracker until it moves: each time, the
+// boards follow, the new holder's showing it and no other's.
+await manager.getByLabel('Title').fill('Shuffle me');
+await manager.getByRole('button', { name: 'Create task' }).click();
+await manager.getByText(/Created “Shuffle me”/).waitFor();
+await manager.goto(`${base}/#/tracker`);
+await manager.getByRole('heading', { name: 'Tracker' }).waitFor();
+await manager.getByLabel('Status').selectOption('OPEN');
+const holder = async () => {
+  const row = manager.locator('#results tbody tr', { hasText: 'Shuffle me' });
+  await row.waitFor();
+  return (await row.locator('td').nth(3).textContent()).trim();
+};
+const followed = async (name) => {
+  for (const [who, page] of Object.entries(boards)) {
+    await card(page, 'Shuffle me').waitFor({ state: who === name ? 'visible' : 'detached', timeout: 5000 });
+  }
+};
+let before = await holder();
+await followed(before);
+say('tracker', { axeViolations: await axe(manager, 'tracker'), keyboard: await tabsThrough(manager, 'tracker'), holder: before });
+const shuffles = [];
+for (let attempt = 0; attempt < 10; attempt += 1) {
+  await manager.getByRole('button', { name: 'Shuffle open tasks' }).click();
+  await manager.getByRole('button', { name: 'Yes, shuffle' }).click();
+  const report = await manager.locator('#shuffled').filter({ hasText: /reassigned/ }).textContent();
+  await manager.locator('#results tbody tr', { hasText: 'Shuffle me' }).waitFor();
+  const after = await holder();
+  await followed(after);
+  shuffles.push({ report, before, after });
+  if (after !== before) break;
+  before = after;
+  await manager.locator('#shuffled').evaluate((element) => { element.textContent = ''; });
+}
+say('shuffled', { shuffles });
+
+// The accountant closes the day that ended; the chart's table and the payouts show it.
+await accountant.goto(`${base}/#/dashboard`);
+await accountant.getByRole('heading', { name: 'Dashboard' }).waitFor();
+await accountant.locator('#days-chart canvas').waitFor();
+const closeDay = await accountant.getByLabel('Day', { exact: true }).inputValue();
+await accountant.getByRole('button', { name: 'Close the day' }).click();
+const closed = await accountant.locator('#closed').filter({ hasText: /is closed/ }).textContent();
+const dayRow = accountant.locator('table tr', { hasText: closeDay }).first();
+await dayRow.filter({ hasText: 'closed' }).waitFor();
+await accountant.locator('#payouts tbody tr', { hasText: 'Bob' }).waitFor();
+say('closed', {
+  day: closeDay,
+  report: closed,
+  row: await dayRow.textContent(),
+  payouts: await accountant.locator('#payouts tbody tr').allTextContents(),
+  axeViolations: await axe(accountant, 'dashboard'),
+  keyboard: await tabsThrough(accountant, 'dashboard'),
+});
+
+const refused = [];
+for (const page of [worker, manager, carl, accountant]) refused.push(...(await page.evaluate(() => window.refusedByPolicy)));
 if (refused.length > 0) fail(`the content security policy refused: ${refused.join(', ')}`);
 say('done');
 clearTimeout(giveUp);

@@ -120,8 +120,11 @@ export async function boardPage(main, { me, signal, notify, fail }) {
     }
   };
 
-  // The form keeps what was typed until the task is made.
-  let key = newKey();
+  // The form keeps what was typed until the task is made. A request sent again unchanged (a
+  // double click, a retry after the network failed) goes under the same idempotency key, so it
+  // makes one task; anything else typed is another request, under a key of its own.
+  let key = null;
+  let keyed = null;
   const title = h('input', { id: 'title', name: 'title', required: true, 'aria-describedby': 'title-rule', autocomplete: 'off' });
   const jira = h('input', { id: 'jira', name: 'jiraId', autocomplete: 'off', placeholder: 'UBERPOP-42' });
   const description = h('textarea', { id: 'description', name: 'description', rows: 2 });
@@ -136,11 +139,15 @@ export async function boardPage(main, { me, signal, notify, fail }) {
         formError.textContent = '';
         const input = { title: title.value, description: description.value };
         if (jira.value.trim()) input.jiraId = jira.value.trim();
+        if (JSON.stringify(input) !== keyed) {
+          key = newKey();
+          keyed = JSON.stringify(input);
+        }
         try {
           const made = await request('CreateTask', { input }, { idempotencyKey: key });
           notify(`Created “${made.createTask.title}”, assigned to ${made.createTask.assignee.name}.`);
           form.reset();
-          key = newKey();
+          keyed = null;
         } catch (error) {
           formError.textContent = wordsFor(error);
           if (error.code === 'UNAUTHENTICATED') fail(error);

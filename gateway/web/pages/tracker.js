@@ -58,8 +58,9 @@ export async function trackerPage(main, { notify, fail }) {
       shuffled.textContent = 'Shuffling…';
       try {
         const { shuffleTasks } = await request('ShuffleTasks');
-        shuffled.textContent = `Shuffled: ${shuffleTasks.reassigned} reassigned, ${shuffleTasks.moved} moved to another popug.`;
+        // The list first, then the report: whoever reads the report finds the list it speaks of.
         await show();
+        shuffled.textContent = `Shuffled: ${shuffleTasks.reassigned} reassigned, ${shuffleTasks.moved} moved to another popug.`;
       } catch (error) {
         shuffled.textContent = wordsFor(error);
       }
