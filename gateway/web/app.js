@@ -118,6 +118,10 @@ async function show(message) {
   await page.render(main, { me, signal, notify, fail });
 }
 
+// A token may come in the fragment at any time: on the first load, or into an open tab.
+window.addEventListener('hashchange', () => {
+  if (session.takeFromFragment()) me = null;
+  show();
+});
 session.takeFromFragment();
-window.addEventListener('hashchange', () => show());
 show();

@@ -3,12 +3,14 @@
 const KEY = 'ates.token';
 
 /** Takes a token handed over in the URL fragment (`/#token=…`), as the identity provider
- * redirects back, and removes it from the address bar and the history. */
+ * redirects back, and removes it from the address bar and the history; true when there was
+ * one. */
 export function takeFromFragment() {
   const match = /^#token=([^&]+)/.exec(location.hash);
-  if (!match) return;
+  if (!match) return false;
   signIn(decodeURIComponent(match[1]));
   history.replaceState(null, '', `${location.pathname}#/`);
+  return true;
 }
 
 export function token() {

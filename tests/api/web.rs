@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Gateway, TestDatabase, User, js_dir};
+use crate::helpers::{Gateway, TestDatabase, User, js_dir, token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_the_board_works_in_a_browser() {
@@ -80,6 +80,11 @@ async fn the_board_works_in_a_browser(database: TestDatabase) {
     // popug a task can land on.
     let carl = User::new("worker", "Carl");
     let accountant = User::new("accountant", "Ada");
+    let now = chrono::Utc::now().timestamp();
+    let expired = token(&json!({
+        "sub": uuid::Uuid::new_v4().to_string(), "name": "Old", "role": "worker",
+        "iat": now - 7200, "exp": now - 3600,
+    }));
 
     let js = js_dir();
     let mut node = Command::new("node")
@@ -87,6 +92,7 @@ async fn the_board_works_in_a_browser(database: TestDatabase) {
         .arg(&base)
         .arg(&manager.token)
         .arg(&worker.token)
+        .env("EXPIRED_TOKEN", &expired)
         .env("CARL_TOKEN", &carl.token)
         .env("ACCOUNTANT_TOKEN", &accountant.token)
         .stdin(Stdio::piped())
@@ -118,6 +124,12 @@ async fn the_board_works_in_a_browser(database: TestDatabase) {
 
     let signin = next("sign-in page");
     assert_eq!(signin["axeViolations"].as_u64().map(|_| ()), Some(()));
+    let signing = next("signing in and out");
+    assert!(
+        signing["expired"].as_str().unwrap().contains("expired"),
+        "{signing}"
+    );
+    assert_eq!(signing["kept"], 0, "signing out forgets the token");
     let live = next("worker live");
     assert!(!live["url"].as_str().unwrap().contains("token"), "{live}");
 
@@ -235,4 +247,55 @@ async fn the_board_works_in_a_browser(database: TestDatabase) {
         .unwrap()
         .unwrap();
     assert!(status.success(), "the browser run failed");
+}
+
+/// With the development secret (no `ATES_JWT_SECRET`), the start-up banner prints a sign-in
+/// link for an admin and one for a worker, whose tokens this gateway accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_banner_prints_ready_sign_in_links_on_the_development_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .env_remove("ATES_JWT_SECRET")
+        .env_remove("DATABASE_URL")
+        .env("ATES_DATA_DIR", dir.path())
+        .env("ATES_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the gateway");
+    let stdout = child.stdout.take().expect("stdout");
+    let links = tokio::task::spawn_blocking(move || {
+        let mut links = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(link) = line.trim().strip_prefix("sign in as ") {
+                links.push(link.to_owned());
+                if links.len() == 2 {
+                    break;
+                }
+            }
+        }
+        links
+    })
+    .await
+    .unwrap();
+    assert_eq!(links.len(), 2, "{links:?}");
+    let client = reqwest::Client::new();
+    for (link, role) in links.iter().zip(["ADMIN", "WORKER"]) {
+        let url = link.split(": ").nth(1).expect("a link");
+        let (page, token) = url.split_once("/#token=").expect("a token in the fragment");
+        let me: Value = client
+            .post(format!("{page}/graphql"))
+            .bearer_auth(token)
+            .json(&json!({ "query": "{ me { role } }" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(me["data"]["me"]["role"], role, "{link}: {me}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -118,6 +118,20 @@ const card = (page, title) => page.locator('#tasks li.task', { has: page.getByRo
   await page.goto(`${base}/`);
   await page.getByRole('heading', { name: 'Sign in' }).waitFor();
   say('sign-in page', { axeViolations: await axe(page, 'sign-in page') });
+  // An expired token brings the sign-in back, saying why.
+  await page.goto(`${base}/#token=${encodeURIComponent(process.env.EXPIRED_TOKEN)}`);
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  const expired = await page.getByRole('alert').textContent();
+  if (!/expired/.test(expired)) fail(`an expired token was met with: ${expired}`);
+  // A token pasted in the box signs in.
+  await page.getByLabel('Your token from the auth service').fill(workerToken);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: /My board/ }).waitFor();
+  // Signing out forgets the token.
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  const kept = await page.evaluate(() => sessionStorage.length);
+  say('signing in and out', { expired, kept });
   await context.close();
 }
 const worker = await open(workerToken);
