@@ -20,6 +20,16 @@ const NODE: &str = "query($id: ID!) { node(id: $id) { __typename id \
     ... on Payout { amount day } \
     ... on Mail { subject } } }";
 
+/// Every argument that names a task or a popug, at once.
+const NAMING_BOTH: &str = "query($task: ID!, $bob: ID!) { \
+    task(id: $task) { id } \
+    tasks(assigneeId: $bob, first: 5) { totalCount } \
+    account(popugId: $bob) { balance } \
+    auditLog(filter: { popugId: $bob, taskId: $task }, first: 5) { totalCount } \
+    payouts(filter: { popugId: $bob }) { nodes { id } } \
+    mailbox(popugId: $bob) { totalCount } \
+    statement(popugId: $bob, day: \"2026-03-01\") { closingBalance } }";
+
 const NODES: &str = "query($ids: [ID!]!) { nodes(ids: $ids) { __typename id } }";
 
 /// One of each type, as the lists show them to an admin.
@@ -172,28 +182,14 @@ async fn ids_are_unique_across_types_and_old_keys_keep_working(database: TestDat
     let by_key = app
         .ok(
             &admin,
-            "query($task: ID!, $bob: ID!) { \
-                task(id: $task) { id } \
-                tasks(assigneeId: $bob, first: 5) { totalCount } \
-                account(popugId: $bob) { balance } \
-                auditLog(filter: { popugId: $bob, taskId: $task }, first: 5) { totalCount } \
-                payouts(filter: { popugId: $bob }) { nodes { id } } \
-                mailbox(popugId: $bob) { totalCount } \
-                statement(popugId: $bob, day: \"2026-03-01\") { closingBalance } }",
+            NAMING_BOTH,
             json!({ "task": twin_key, "bob": bob.key }),
         )
         .await;
     let by_id = app
         .ok(
             &admin,
-            "query($task: ID!, $bob: ID!) { \
-                task(id: $task) { id } \
-                tasks(assigneeId: $bob, first: 5) { totalCount } \
-                account(popugId: $bob) { balance } \
-                auditLog(filter: { popugId: $bob, taskId: $task }, first: 5) { totalCount } \
-                payouts(filter: { popugId: $bob }) { nodes { id } } \
-                mailbox(popugId: $bob) { totalCount } \
-                statement(popugId: $bob, day: \"2026-03-01\") { closingBalance } }",
+            NAMING_BOTH,
             json!({ "task": task["id"], "bob": bob.id }),
         )
         .await;

@@ -183,17 +183,12 @@ async fn the_board_works_in_a_browser(database: TestDatabase) {
             ("ATES_CLOCK_FILE", clock.as_str()),
         ],
     );
-    let client = reqwest::Client::new();
-    let created: Value = client
-        .post(&gateway.url)
-        .bearer_auth(&manager.token)
-        .json(&json!({ "query": "mutation { createTask(input: { title: \"Assigned while we were away\" }) { assignee { name } } }" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = graphql(
+        &gateway.url,
+        &manager.token,
+        "mutation { createTask(input: { title: \"Assigned while we were away\" }) { assignee { name } } }",
+    )
+    .await;
     assert_eq!(
         created["data"]["createTask"]["assignee"]["name"], "Bob",
         "{created}"
@@ -280,22 +275,26 @@ async fn the_banner_prints_ready_sign_in_links_on_the_development_secret() {
     .await
     .unwrap();
     assert_eq!(links.len(), 2, "{links:?}");
-    let client = reqwest::Client::new();
     for (link, role) in links.iter().zip(["ADMIN", "WORKER"]) {
         let url = link.split(": ").nth(1).expect("a link");
         let (page, token) = url.split_once("/#token=").expect("a token in the fragment");
-        let me: Value = client
-            .post(format!("{page}/graphql"))
-            .bearer_auth(token)
-            .json(&json!({ "query": "{ me { role } }" }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let me = graphql(&format!("{page}/graphql"), token, "{ me { role } }").await;
         assert_eq!(me["data"]["me"]["role"], role, "{link}: {me}");
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// The answer of a gateway started as a process, which the harness's `TestApp` does not front.
+async fn graphql(url: &str, token: &str, query: &str) -> Value {
+    reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .json(&json!({ "query": query }))
+        .send()
+        .await
+        .expect("the gateway answers")
+        .json()
+        .await
+        .expect("a JSON body")
 }

@@ -17,7 +17,7 @@ use super::accounting::AuditLogEntry;
 use super::payday::{MailObject, PayoutObject};
 use super::popug::PopugObject;
 use super::task::TaskObject;
-use super::{ApiError, ApiResult, ContextExt, may};
+use super::{ApiError, ApiResult, ContextExt, may, money_of};
 
 /// The types that carry a global id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,35 +157,36 @@ async fn fetch(ctx: &Context<'_>, kind: Kind, key: String) -> ApiResult<Option<N
                 .await?
                 .map(|popug| Node::Popug(PopugObject(popug)))
         }
-        Kind::AuditLogEntry => {
-            let Ok(seq) = key.parse::<i64>() else {
-                return Ok(None);
-            };
-            match ctx.ledger().entry(seq).await? {
-                Some(entry) if actor.may_see_money_of(&entry.popug_id) => {
-                    Some(Node::AuditLogEntry(AuditLogEntry(entry)))
-                }
-                Some(_) => {
-                    return Err(super::forbidden(
-                        Permission::KeepBooks,
+        // Money is its popug's and the bookkeepers', as in `auditLog` and `payouts`.
+        Kind::AuditLogEntry => match key.parse::<i64>() {
+            Ok(seq) => ctx
+                .ledger()
+                .entry(seq)
+                .await?
+                .map(|entry| -> ApiResult<Node> {
+                    money_of(
+                        actor,
+                        Some(entry.popug_id.clone()),
                         "read another popug's log",
-                    ));
-                }
-                None => None,
-            }
-        }
-        Kind::Payout => match ctx.queues().payout(&key).await? {
-            Some(payout) if actor.may_see_money_of(&payout.popug_id) => {
-                Some(Node::Payout(PayoutObject(payout)))
-            }
-            Some(_) => {
-                return Err(super::forbidden(
-                    Permission::KeepBooks,
-                    "see another popug's payouts",
-                ));
-            }
-            None => None,
+                    )?;
+                    Ok(Node::AuditLogEntry(AuditLogEntry(entry)))
+                })
+                .transpose()?,
+            Err(_) => None,
         },
+        Kind::Payout => ctx
+            .queues()
+            .payout(&key)
+            .await?
+            .map(|payout| -> ApiResult<Node> {
+                money_of(
+                    actor,
+                    Some(payout.popug_id.clone()),
+                    "see another popug's payouts",
+                )?;
+                Ok(Node::Payout(PayoutObject(payout)))
+            })
+            .transpose()?,
         Kind::Mail => {
             may(actor, Permission::Administer, "read the mailbox")?;
             ctx.queues()
