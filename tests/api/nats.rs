@@ -154,16 +154,7 @@ async fn assert_published_once_in_order(url: &str, names: &Names, db: &ates_db::
 }
 
 async fn graphql(client: &reqwest::Client, url: &str, token: &str, query: &str) -> Value {
-    let body: Value = client
-        .post(url)
-        .bearer_auth(token)
-        .json(&json!({ "query": query }))
-        .send()
-        .await
-        .expect("the gateway answers")
-        .json()
-        .await
-        .expect("JSON");
+    let body = crate::helpers::post_graphql(client, url, token, query).await;
     assert!(body["errors"].is_null(), "{body}");
     body["data"].clone()
 }

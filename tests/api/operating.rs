@@ -172,16 +172,7 @@ async fn postgres_sigterm_drains_requests_and_sends_sockets_away() {
 }
 
 async fn post(client: &reqwest::Client, url: &str, token: &str, query: &str) -> Value {
-    client
-        .post(url)
-        .bearer_auth(token)
-        .json(&json!({ "query": query }))
-        .send()
-        .await
-        .expect("an answer")
-        .json()
-        .await
-        .expect("JSON")
+    crate::helpers::post_graphql(client, url, token, query).await
 }
 
 async fn sigterm_drains_requests_and_sends_sockets_away(database: TestDatabase) {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Gateway, TestDatabase, User, js_dir, token};
+use crate::helpers::{Gateway, TestDatabase, User, js_dir, post_graphql, token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_the_board_works_in_a_browser() {
@@ -183,7 +183,8 @@ async fn the_board_works_in_a_browser(database: TestDatabase) {
             ("ATES_CLOCK_FILE", clock.as_str()),
         ],
     );
-    let created = graphql(
+    let created = post_graphql(
+        &reqwest::Client::new(),
         &gateway.url,
         &manager.token,
         "mutation { createTask(input: { title: \"Assigned while we were away\" }) { assignee { name } } }",
@@ -275,26 +276,19 @@ async fn the_banner_prints_ready_sign_in_links_on_the_development_secret() {
     .await
     .unwrap();
     assert_eq!(links.len(), 2, "{links:?}");
+    let client = reqwest::Client::new();
     for (link, role) in links.iter().zip(["ADMIN", "WORKER"]) {
         let url = link.split(": ").nth(1).expect("a link");
         let (page, token) = url.split_once("/#token=").expect("a token in the fragment");
-        let me = graphql(&format!("{page}/graphql"), token, "{ me { role } }").await;
+        let me = post_graphql(
+            &client,
+            &format!("{page}/graphql"),
+            token,
+            "{ me { role } }",
+        )
+        .await;
         assert_eq!(me["data"]["me"]["role"], role, "{link}: {me}");
     }
     let _ = child.kill();
     let _ = child.wait();
-}
-
-/// The answer of a gateway started as a process, which the harness's `TestApp` does not front.
-async fn graphql(url: &str, token: &str, query: &str) -> Value {
-    reqwest::Client::new()
-        .post(url)
-        .bearer_auth(token)
-        .json(&json!({ "query": query }))
-        .send()
-        .await
-        .expect("the gateway answers")
-        .json()
-        .await
-        .expect("a JSON body")
 }

@@ -102,6 +102,26 @@ impl Drop for Gateway {
     }
 }
 
+/// A GraphQL request to a gateway started as a process (`url` is its `/graphql`); the whole
+/// answer.
+pub async fn post_graphql(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    query: &str,
+) -> serde_json::Value {
+    client
+        .post(url)
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "query": query }))
+        .send()
+        .await
+        .expect("the gateway answers")
+        .json()
+        .await
+        .expect("a JSON body")
+}
+
 /// `tests/js`, its npm packages installed (once per test process).
 pub fn js_dir() -> PathBuf {
     static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
