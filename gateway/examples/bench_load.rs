@@ -769,6 +769,6 @@ fn pgbench(url: &str, scripts: &[String], seconds: u64) -> anyhow::Result<f64> {
 /// The popug's own key (the token's `sub`) inside the global id the API answers with.
 fn popug_key(id: &serde_json::Value) -> String {
     id.as_str()
-        .and_then(|id| gateway::api::node::key_of(gateway::api::node::Kind::Popug, id).ok())
+        .and_then(|id| gateway::api::ids::key_of(gateway::api::ids::Kind::Popug, id).ok())
         .unwrap_or_default()
 }

@@ -9,7 +9,7 @@ use async_graphql::{Context, Enum, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
 use task_domain::{PopugId, TaskId};
 
-use super::node::{Kind, global_id, popug_key, task_key};
+use super::ids::{Kind, global_id, popug_key, task_key};
 use super::page::{Counted, Listed};
 use super::popug::PopugObject;
 use super::scalars::Date;

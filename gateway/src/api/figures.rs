@@ -3,7 +3,7 @@
 use accounting_domain::{Completion, DayFigures, DayRange, PeriodTop};
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 
-use super::node::{Kind, global_id};
+use super::ids::{Kind, global_id};
 use chrono::{DateTime, Utc};
 use task_domain::Permission;
 

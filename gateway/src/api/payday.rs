@@ -5,7 +5,7 @@ use async_graphql::{Context, Enum, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
 use task_domain::Permission;
 
-use super::node::{Kind, global_id, key_of, popug_key};
+use super::ids::{Kind, global_id, key_of, popug_key};
 use super::page::{Counted, Listed};
 use super::popug::PopugObject;
 use super::scalars::Date;

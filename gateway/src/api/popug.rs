@@ -7,7 +7,7 @@ use async_graphql::dataloader::Loader;
 use async_graphql::{Context, Enum, ID, Object};
 use task_domain::{Permission, Popug, PopugId, Popugs, Role, TaskError};
 
-use super::node::{Kind, global_id};
+use super::ids::{Kind, global_id};
 use super::page::{Counted, Listed};
 use super::{ApiResult, ContextExt, page};
 

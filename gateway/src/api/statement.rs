@@ -3,7 +3,7 @@
 use accounting_domain::{Payout, QueueFilter, Statement};
 use async_graphql::{Context, Enum, ID, Object};
 
-use super::node::popug_key;
+use super::ids::popug_key;
 use ates_db::PageRequest;
 
 use super::accounting::AuditLogEntry;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_graphql::futures_util::Stream;
 use async_graphql::{Context, ID, MergedObject, Object, Subscription};
 
-use super::node::{Kind, global_id, popug_key};
+use super::ids::{Kind, global_id, popug_key};
 use ates_events::Contract;
 use ates_events::outbox::StoredEvent;
 use ates_events::task::{TaskAssigned, TaskCompleted};

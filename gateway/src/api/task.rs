@@ -10,7 +10,7 @@ use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use task_domain::{NewTask, Task, TaskError, TaskFilter, TaskId, Tracker};
 
-use super::node::{Kind, global_id, popug_key, task_key};
+use super::ids::{Kind, global_id, popug_key, task_key};
 use super::page::{Counted, Listed};
 use super::popug::PopugObject;
 use super::{ApiError, ApiResult, ContextExt, load_popug, page};

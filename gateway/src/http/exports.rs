@@ -25,7 +25,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use task_domain::{Permission, Popug, PopugId, TaskId};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::api::node::{Kind, key_of};
+use crate::api::ids::{Kind, key_of};
 use crate::api::{ApiError, actor_of, may, money_scope};
 use crate::refusal::Refusal;
 use crate::state::AppState;
