@@ -118,6 +118,8 @@ async fn the_board_works_in_a_browser(database: TestDatabase) {
             .unwrap()
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("the browser run ended before `{name}`"));
+        // Shown with `--nocapture`: what each step saw, the board's latency among it.
+        eprintln!("browser: {step}");
         assert_eq!(step["step"], name, "{step}");
         step
     };
