@@ -144,7 +144,7 @@ export async function dashboardPage(main, { me, notify, fail }) {
       payouts.replaceChildren(
         table(
           'Payouts',
-          ['Day', 'Popug', 'Amount', 'Status', 'Attempts', ''],
+          ['Day', 'Popug', 'Amount', 'Status', 'Attempts', 'Action'],
           page.nodes.map((p) => [
             p.day,
             p.popug.name,
