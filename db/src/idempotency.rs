@@ -74,6 +74,7 @@ pub async fn claim(
     let real_now = crate::now();
     // An expired key that the sweep has not reached yet is free again.
     for _ in 0..2 {
+        let turn = db.turn_to_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO idempotency_keys \
              (popug_id, idempotency_key, fingerprint, claimed_at, running_since, expires_at) \
@@ -88,6 +89,7 @@ pub async fn claim(
         .execute(db.pool())
         .await?
         .rows_affected();
+        drop(turn);
         if inserted == 1 {
             return Ok(Claimed::Run {
                 claimed_at: now,
@@ -107,6 +109,7 @@ pub async fn claim(
             continue; // swept in between
         };
         if row.expires_at <= to_micros(real_now) {
+            let turn = db.turn_to_write().await?;
             sqlx::query(
                 "DELETE FROM idempotency_keys \
                  WHERE popug_id = $1 AND idempotency_key = $2 AND expires_at <= $3",
@@ -116,6 +119,7 @@ pub async fn claim(
             .bind(to_micros(real_now))
             .execute(db.pool())
             .await?;
+            drop(turn);
             continue;
         }
         return settle(db, key, row, real_now, terms).await;
@@ -146,6 +150,7 @@ async fn settle(
         return Ok(Claimed::Running);
     }
     // Of two retries that find the run dead, one takes it over.
+    let _turn = db.turn_to_write().await?;
     let taken = sqlx::query(
         "UPDATE idempotency_keys SET running_since = $1 \
          WHERE popug_id = $2 AND idempotency_key = $3 AND answer_status IS NULL \
@@ -176,6 +181,7 @@ pub async fn answer(
     body: &str,
     request_error: bool,
 ) -> Result<(), sqlx::Error> {
+    let _turn = db.turn_to_write().await?;
     sqlx::query(
         "UPDATE idempotency_keys SET answer_status = $1, answer_body = $2, request_error = $3 \
          WHERE popug_id = $4 AND idempotency_key = $5 AND answer_body IS NULL",
@@ -193,6 +199,7 @@ pub async fn answer(
 /// Ends the lease of a run that gave no answer worth keeping (it timed out, or found the
 /// database busy), so that a retry may take over at once where that is safe.
 pub async fn abandon(db: &Db, key: Key<'_>) -> Result<(), sqlx::Error> {
+    let _turn = db.turn_to_write().await?;
     sqlx::query(
         "UPDATE idempotency_keys SET running_since = 0 \
          WHERE popug_id = $1 AND idempotency_key = $2 AND answer_body IS NULL",
@@ -206,6 +213,7 @@ pub async fn abandon(db: &Db, key: Key<'_>) -> Result<(), sqlx::Error> {
 
 /// Forgets expired keys; how many.
 pub async fn sweep(db: &Db) -> Result<u64, sqlx::Error> {
+    let _turn = db.turn_to_write().await?;
     Ok(
         sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
             .bind(to_micros(crate::now()))

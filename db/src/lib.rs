@@ -306,6 +306,19 @@ impl Db {
         rows
     }
 
+    /// On SQLite, this process's turn to write, to hold while one statement writes outside a
+    /// [`WriteTransaction`] (on the pool, in autocommit). Such a write would otherwise meet the
+    /// lock of a writer that holds its turn and poll for it (the busy timeout), sleeping far
+    /// longer than the wait in the queue. `None` on PostgreSQL, whose writers lock rows.
+    pub async fn turn_to_write(
+        &self,
+    ) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>, sqlx::Error> {
+        match self.backend {
+            Backend::Postgres => Ok(None),
+            Backend::Sqlite => self.writer_turn().await.map(Some),
+        }
+    }
+
     /// This process's turn to write on SQLite (see [`Db::begin_write`]).
     async fn writer_turn(&self) -> Result<tokio::sync::OwnedMutexGuard<()>, sqlx::Error> {
         // A turn that does not come is a busy store, like a pool with no free connection.

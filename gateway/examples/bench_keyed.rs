@@ -82,10 +82,13 @@ async fn bench(backend: &str, url: &str, binary: &std::path::Path) -> anyhow::Re
     for way in [Way::Plain, Way::Keyed, Way::Retried] {
         let started = Instant::now();
         let until = started + Duration::from_secs(SECONDS);
-        let clients = (0..CLIENTS).map(|c| {
-            let (client, url, manager) = (client.clone(), gateway.url.clone(), manager.clone());
-            tokio::spawn(async move { drive(&client, &url, &manager, way, c, until).await })
-        });
+        // Spawned all at once (collected), so that the clients run side by side.
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let (client, url, manager) = (client.clone(), gateway.url.clone(), manager.clone());
+                tokio::spawn(async move { drive(&client, &url, &manager, way, c, until).await })
+            })
+            .collect();
         let mut latencies = Vec::new();
         let mut mismatches = 0;
         for handle in clients {
