@@ -2,11 +2,10 @@
 
 use accounting_domain::{Completion, DayFigures, DayRange, PeriodTop};
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
-
-use super::ids::{Kind, global_id};
 use chrono::{DateTime, Utc};
 use task_domain::Permission;
 
+use super::ids::{Kind, global_id};
 use super::popug::PopugObject;
 use super::scalars::Date;
 use super::task::TaskObject;

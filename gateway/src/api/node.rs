@@ -3,7 +3,7 @@
 
 use async_graphql::{Context, ID, Interface, Object};
 use futures::future::try_join_all;
-use task_domain::{Permission, PopugId, TaskId};
+use task_domain::{Permission, Popug, PopugId, TaskId};
 
 use super::accounting::AuditLogEntry;
 use super::ids::{Kind, decode};
@@ -28,7 +28,7 @@ pub enum Node {
 }
 
 /// The most ids one `nodes` call may name.
-pub const MAX_NODES: usize = 100;
+const MAX_NODES: usize = 100;
 
 #[derive(Default)]
 pub struct NodeQuery;
@@ -38,23 +38,28 @@ impl NodeQuery {
     /// The object with this global id, as the type's own field would show it to the caller;
     /// null when there is none.
     async fn node(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Node>> {
-        ctx.actor()?;
+        let actor = ctx.actor()?;
         let (kind, key) = parse(&id)?;
-        fetch(ctx, kind, key).await
+        fetch(ctx, actor, kind, key).await
     }
 
     /// The objects with these global ids, in their order (at most 100); null where there is
     /// none.
     #[graphql(complexity = "ids.len() * child_complexity")]
     async fn nodes(&self, ctx: &Context<'_>, ids: Vec<ID>) -> ApiResult<Vec<Option<Node>>> {
-        ctx.actor()?;
+        let actor = ctx.actor()?;
         if ids.len() > MAX_NODES {
             return Err(ApiError::BadUserInput(format!(
                 "`nodes` takes at most {MAX_NODES} ids"
             )));
         }
         let wanted = ids.iter().map(parse).collect::<ApiResult<Vec<_>>>()?;
-        try_join_all(wanted.into_iter().map(|(kind, key)| fetch(ctx, kind, key))).await
+        try_join_all(
+            wanted
+                .into_iter()
+                .map(|(kind, key)| fetch(ctx, actor, kind, key)),
+        )
+        .await
     }
 }
 
@@ -65,8 +70,12 @@ fn parse(id: &ID) -> ApiResult<(Kind, String)> {
 /// One object, under the rule its own list follows: tasks for everyone; popugs for the popug
 /// themselves and those who may list popugs; log entries and payouts for their popug and
 /// bookkeepers; mail for admins.
-async fn fetch(ctx: &Context<'_>, kind: Kind, key: String) -> ApiResult<Option<Node>> {
-    let actor = ctx.actor()?;
+async fn fetch(
+    ctx: &Context<'_>,
+    actor: &Popug,
+    kind: Kind,
+    key: String,
+) -> ApiResult<Option<Node>> {
     let found = match kind {
         Kind::Task => ctx
             .task_loader()

@@ -2,11 +2,10 @@
 
 use accounting_domain::{Payout, QueueFilter, Statement};
 use async_graphql::{Context, Enum, ID, Object};
-
-use super::ids::popug_key;
 use ates_db::PageRequest;
 
 use super::accounting::AuditLogEntry;
+use super::ids::popug_key;
 use super::payday::PayoutObject;
 use super::popug::PopugObject;
 use super::scalars::Date;

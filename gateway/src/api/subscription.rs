@@ -4,8 +4,6 @@ use std::sync::Arc;
 
 use async_graphql::futures_util::Stream;
 use async_graphql::{Context, ID, MergedObject, Object, Subscription};
-
-use super::ids::{Kind, global_id, popug_key};
 use ates_events::Contract;
 use ates_events::outbox::StoredEvent;
 use ates_events::task::{TaskAssigned, TaskCompleted};
@@ -13,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use task_domain::{Permission, PopugId, TaskId};
 
+use super::ids::{Kind, global_id, popug_key};
 use super::popug::PopugObject;
 use super::task::{TaskObject, task_prices};
 use super::{ApiError, ApiResult, ContextExt, load_popug};
@@ -25,8 +24,9 @@ pub struct Subscription;
 impl Subscription {
     /// Tasks handed to a popug, or taken from them by a shuffle (`previousAssignee` is then
     /// the popug, and `assignee` someone else): the caller's own by default; admins and
-    /// managers may name anyone, or omit `assigneeId` to watch everyone. With `after`, first replays the
-    /// committed events after that sequence number, then goes live, with no gap or repeat.
+    /// managers may name anyone, or omit `assigneeId` to watch everyone. With `after`, first
+    /// replays the committed events after that sequence number, then goes live, with no gap
+    /// or repeat.
     async fn task_assigned(
         &self,
         ctx: &Context<'_>,

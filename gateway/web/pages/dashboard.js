@@ -194,7 +194,7 @@ export async function dashboardPage(main, { me, notify, fail }) {
     h('h1', {}, 'Dashboard'),
     h('section', { 'aria-labelledby': 'days' },
       h('h2', { id: 'days' }, 'The company per day'),
-      h('form', { class: 'inline', onsubmit: (event) => { event.preventDefault(); showDays(); } },
+      h('form', { class: 'inline', onsubmit: (event) => { event.preventDefault(); showDays(); showTop?.(); } },
         h('label', { for: 'from' }, 'From'), from, h('label', { for: 'to' }, 'To'), to, h('button', { type: 'submit' }, 'Show')),
       daysChart, daysTable),
   ];
@@ -251,7 +251,6 @@ export async function dashboardPage(main, { me, notify, fail }) {
   );
   main.replaceChildren(...sections);
   payoutStatus.addEventListener('change', () => showPayouts());
-  from.form.addEventListener('submit', () => showTop?.());
 
   try {
     const { popugs } = await request('Popugs');
