@@ -167,6 +167,7 @@ impl Db {
         let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_owned())
         } else if url.starts_with("sqlite:") {
+            create_private(url);
             (Backend::Sqlite, with_create_mode(url))
         } else {
             return Err(DbError::UnsupportedUrl);
@@ -340,6 +341,26 @@ impl Db {
     }
 }
 
+/// Creates the SQLite file of `url`, readable and writable by its owner only, when it is not
+/// there yet: SQLite would create it with the process's umask (world-readable, usually), and
+/// gives its `-wal` and `-shm` files the mode of the database file.
+fn create_private(url: &str) {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(':') || url.contains("mode=memory") {
+        return;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    // There already, or the folder is missing or not ours: then SQLite opens it, or says
+    // why not in its own words.
+    let _ = options.open(path);
+}
+
 fn with_create_mode(url: &str) -> String {
     if url.contains("mode=") || url.contains(":memory:") {
         url.to_owned()
@@ -350,10 +371,24 @@ fn with_create_mode(url: &str) -> String {
     }
 }
 
-/// Whether a failure means the store is busy (no connection, or no writer's turn, came free in
-/// time) rather than broken: the caller may answer "try again shortly".
+/// Whether a failure means the store is busy or out of reach for now (no connection, or no
+/// writer's turn, came free in time; the connection broke; the server is restarting or not
+/// yet accepting connections) rather than broken: the caller may answer "try again shortly".
 pub fn is_busy(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::PoolTimedOut)
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(error) => error.code().is_some_and(|code| {
+            // PostgreSQL: connection exceptions (class 08), the server shutting down (57P01,
+            // 57P02) or starting (57P03). SQLite: the database is busy or locked.
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "5" | "6")
+        }),
+        _ => false,
+    }
 }
 
 /// Microseconds since the Unix epoch, the stored form of every instant.

@@ -91,6 +91,18 @@ fn violations(validator: &Validator, instance: &Value) -> Option<String> {
     (!errors.is_empty()).then(|| errors.join("; "))
 }
 
+/// Whether any string of `value`, or any key, holds U+0000.
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(key, value)| key.contains('\0') || holds_nul(value)),
+        _ => false,
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Envelope {
@@ -123,6 +135,12 @@ impl PopugDataUpdated {
     pub fn parse(body: &[u8]) -> Result<Self, BadEvent> {
         let value: Value =
             serde_json::from_slice(body).map_err(|e| BadEvent::NotJson(e.to_string()))?;
+        if holds_nul(&value) {
+            // No store keeps it (PostgreSQL's text refuses it): a dead letter, not a retry.
+            return Err(BadEvent::Envelope(
+                "text may not contain the NUL character (U+0000)".into(),
+            ));
+        }
         if let Some(reason) = violations(&SCHEMAS.envelope, &value) {
             return Err(BadEvent::Envelope(reason));
         }

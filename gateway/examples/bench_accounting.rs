@@ -45,7 +45,17 @@ async fn bench(backend: &str, url: &str, data_dir: &std::path::Path) -> anyhow::
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let endpoint = format!("http://{}/graphql", listener.local_addr()?);
     let router = app.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    // Every load generator here is one address.
+    let connections = gateway::ConnectionLimits {
+        per_address: usize::MAX,
+        ..app.connections
+    };
+    tokio::spawn(gateway::serve(
+        listener,
+        router,
+        connections,
+        std::future::pending(),
+    ));
     let db = Db::connect(url, 4).await?;
 
     let client = reqwest::Client::new();

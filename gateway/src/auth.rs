@@ -20,8 +20,15 @@ use crate::config::Config;
 
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECONDS: u64 = 10;
+/// How far ahead of our clock a token's `iat` may be: the auth service's clock may run ahead of
+/// ours by this much, and no more (a token "issued" years ahead would outrank every later
+/// change of its popug).
+const FUTURE_IAT_SECONDS: i64 = 60;
+/// The bounds of the auth service's own events (`events/schemas/popug.*.json`).
 const MAX_SUB_CHARS: usize = 128;
 const MAX_NAME_CHARS: usize = 200;
+const MAX_EMAIL_CHARS: usize = 320;
+const MAX_ROLE_CHARS: usize = 64;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
@@ -38,10 +45,41 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<Audience>,
+}
+
+/// `aud`: one audience, or several (RFC 7519 allows both).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
 }
 
 impl Claims {
+    /// The popug's claims are as long as the auth service's own events allow, and hold no
+    /// NUL (which no store keeps).
+    fn check_lengths(&self) -> Result<(), InvalidToken> {
+        let bounded = [
+            ("sub", Some(&self.sub), MAX_SUB_CHARS),
+            ("name", self.name.as_ref(), MAX_NAME_CHARS),
+            ("email", self.email.as_ref(), MAX_EMAIL_CHARS),
+            ("role", self.role.as_ref(), MAX_ROLE_CHARS),
+        ];
+        for (claim, value, max) in bounded {
+            let Some(value) = value else { continue };
+            if value.chars().count() > max {
+                return Err(InvalidToken(format!(
+                    "{claim} is longer than {max} characters"
+                )));
+            }
+            if value.contains('\0') {
+                return Err(InvalidToken(format!("{claim} holds a NUL character")));
+            }
+        }
+        Ok(())
+    }
+
     /// What the claims say about the popug. A token without `iat` can create a popug but never
     /// refresh one: nothing says it is newer than what the replica holds.
     pub fn popug(&self) -> PopugClaims {
@@ -53,7 +91,7 @@ impl Claims {
             .unwrap_or(&self.sub);
         PopugClaims {
             id: PopugId(self.sub.clone()),
-            name: name.chars().take(MAX_NAME_CHARS).collect(),
+            name: name.to_owned(),
             email: self.email.clone().filter(|e| !e.trim().is_empty()),
             role: Role::from_claim(self.role.as_deref().unwrap_or("worker")),
             issued_at: self
@@ -137,6 +175,14 @@ impl Authenticator {
         if !sub_ok {
             return Err(InvalidToken("sub is empty or too long".into()));
         }
+        let now = Utc::now().timestamp();
+        if claims
+            .iat
+            .is_some_and(|iat| iat > now.saturating_add(FUTURE_IAT_SECONDS))
+        {
+            return Err(InvalidToken("iat is in the future".into()));
+        }
+        claims.check_lengths()?;
         Ok(claims)
     }
 

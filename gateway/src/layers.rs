@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 /// Top to bottom. Modules on one line stand side by side and may not import each other.
 const LAYERS: &[&[&str]] = &[
     &["startup"],
+    &["serve"],
     &["router"],
     &["http"],
     &["state"],
@@ -24,6 +25,7 @@ const LAYERS: &[&[&str]] = &[
         "refusal",
         "config",
     ],
+    &["body", "nesting"],
 ];
 
 fn layer(module: &str) -> Option<usize> {

@@ -7,7 +7,6 @@ use clap::{Parser, Subcommand};
 use gateway::auth::Claims;
 use gateway::config::LogFormat;
 use gateway::{App, Config, api, config};
-use std::future::IntoFuture as _;
 use tracing_subscriber::EnvFilter;
 
 /// glibc's allocator took a fifth of the gateway's CPU under load (arenas contended by the
@@ -170,7 +169,11 @@ fn mint(
         email,
         role: Some(role),
         iss: config.auth.jwt_issuer.clone(),
-        aud: config.auth.jwt_audience.clone(),
+        aud: config
+            .auth
+            .jwt_audience
+            .clone()
+            .map(gateway::auth::Audience::One),
     };
     auth.sign(&claims)
         .context("tokens are verified with a public key here: the auth service issues them")?
@@ -289,22 +292,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let (stopping, stopped) = tokio::sync::oneshot::channel();
     let delay = Duration::from_millis(config.server.shutdown_delay_ms);
     let router = app.router();
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!(
-                ?delay,
-                "stopping: /readyz answers 503, WebSockets are closed"
-            );
-            app.begin_shutdown();
-            tokio::time::sleep(delay).await;
-            tracing::info!("no longer accepting connections; draining requests in flight");
-            let _ = stopping.send(());
-        })
-        .into_future();
+    let server = gateway::serve(listener, router, app.connections, async move {
+        shutdown_signal().await;
+        tracing::info!(
+            ?delay,
+            "stopping: /readyz answers 503, WebSockets are closed"
+        );
+        app.begin_shutdown();
+        tokio::time::sleep(delay).await;
+        tracing::info!("no longer accepting connections; draining requests in flight");
+        let _ = stopping.send(());
+    });
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     tokio::select! {
-        served = server => served?,
+        () = server => {}
         () = async {
             match stopped.await {
                 Ok(()) => tokio::time::sleep(grace).await,

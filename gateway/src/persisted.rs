@@ -26,7 +26,7 @@ pub enum Unpersisted {
 /// The texts of the queries clients have persisted, by their SHA-256.
 pub struct PersistedQueries {
     texts: Option<Mutex<LruCache<[u8; 32], Arc<str>>>>,
-    /// Longer texts are not kept: the shape check refuses them anyway.
+    /// Longer texts are not kept (nor ones that nest too deep): the gateway refuses them anyway.
     max_query_bytes: usize,
 }
 
@@ -77,7 +77,10 @@ impl PersistedQueries {
                     ));
                 }
                 let text: Arc<str> = Arc::from(text);
-                if text.len() <= self.max_query_bytes {
+                // Texts the gateway would refuse anyway are not kept.
+                let kept = text.len() <= self.max_query_bytes
+                    && crate::nesting::check(&*text, crate::nesting::MAX_NESTING).is_ok();
+                if kept {
                     texts.put(hash, Arc::clone(&text));
                 }
                 Ok(text)

@@ -22,7 +22,8 @@ impl RateLimiter {
         }
     }
 
-    pub fn allow(&self, popug: &str) -> bool {
+    /// Takes `count` mutations from the popug's budget at once, or none when it holds fewer.
+    pub fn allow(&self, popug: &str, count: u64) -> bool {
         if self.per_second <= 0.0 {
             return true;
         }
@@ -43,8 +44,9 @@ impl RateLimiter {
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second)
             .min(self.per_second);
         *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+        let count = count as f64;
+        if *tokens >= count {
+            *tokens -= count;
             true
         } else {
             false
@@ -59,9 +61,13 @@ mod tests {
     #[test]
     fn a_bucket_allows_its_rate_and_refills() {
         let limiter = RateLimiter::new(3);
-        assert!((0..3).all(|_| limiter.allow("bob")));
-        assert!(!limiter.allow("bob"));
-        assert!(limiter.allow("eve"));
-        assert!(RateLimiter::new(0).allow("anyone"));
+        assert!((0..3).all(|_| limiter.allow("bob", 1)));
+        assert!(!limiter.allow("bob", 1));
+        assert!(limiter.allow("eve", 1));
+        assert!(RateLimiter::new(0).allow("anyone", 1));
+        // Several at once take as many, or none.
+        assert!(!limiter.allow("eve", 3));
+        assert!(limiter.allow("eve", 2));
+        assert!(!limiter.allow("eve", 1));
     }
 }

@@ -18,6 +18,9 @@ pub const CONFLICT: &str = "CONFLICT";
 /// An `Idempotency-Key` sent again with another request than the one it was first sent with.
 pub const IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
 pub const RATE_LIMITED: &str = "RATE_LIMITED";
+/// What a popug over its mutation budget is told, over HTTP and over a socket alike.
+pub const RATE_LIMITED_MESSAGE: &str = "too many mutations (each mutation field counts, aliases too): \
+     slow down and try again in a moment";
 /// The request ran out of time and was stopped.
 pub const TIMEOUT: &str = "TIMEOUT";
 /// No database connection came free in time, or the gateway is stopping.
@@ -70,5 +73,25 @@ impl IntoResponse for Refusal {
             HeaderValue::from_static("application/json"),
         );
         response
+    }
+}
+
+/// The code and message of an answer with `status` that was made without one (a route that is
+/// not there, a method it does not take, a panic caught): every error has the one body.
+pub fn of_status(status: StatusCode) -> (&'static str, &'static str) {
+    match status {
+        StatusCode::NOT_FOUND => (NOT_FOUND, "nothing is served at this address"),
+        StatusCode::METHOD_NOT_ALLOWED => (BAD_REQUEST, "this address does not take that method"),
+        StatusCode::PAYLOAD_TOO_LARGE => (BAD_REQUEST, "the request body is too large"),
+        StatusCode::REQUEST_TIMEOUT => (BAD_REQUEST, "the request did not arrive in time"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            (BAD_REQUEST, "this address does not take that media type")
+        }
+        StatusCode::UNAUTHORIZED => (UNAUTHENTICATED, "sign in first"),
+        StatusCode::FORBIDDEN => (FORBIDDEN, "this is not yours to do"),
+        StatusCode::TOO_MANY_REQUESTS => (RATE_LIMITED, "too many requests: slow down"),
+        StatusCode::SERVICE_UNAVAILABLE => (SERVICE_UNAVAILABLE, "busy: try again in a moment"),
+        status if status.is_server_error() => (INTERNAL_SERVER_ERROR, "something went wrong here"),
+        _ => (BAD_REQUEST, "the request could not be understood"),
     }
 }

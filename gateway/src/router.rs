@@ -4,10 +4,10 @@
 //! | --- | --- |
 //! | `GET /` | the popugs' web app |
 //! | `GET /app/{digest}/{*path}` | its scripts, styles and GraphQL documents |
-//! | `GET /graphql` | a WebSocket upgrade, a query in the URL, or GraphiQL for a browser |
+//! | `GET /graphql` | a WebSocket upgrade, a query in the URL, or GraphiQL for a browser (unless off) |
 //! | `POST /graphql` | GraphQL over HTTP |
 //! | `GET /graphql/ws` | GraphQL over WebSocket |
-//! | `GET /graphiql/assets/{name}` | GraphiQL's scripts and styles |
+//! | `GET /graphiql/assets/{name}` | GraphiQL's scripts and styles, when it is served |
 //! | `POST /auth/events` | Popug Data Updated from the auth service |
 //! | `GET /exports/audit-log.csv` | the audit log as CSV, streamed |
 //! | `GET /exports/daily-summaries.csv` | the company's days as CSV |
@@ -26,16 +26,19 @@ use axum::Router;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::middleware::map_response;
-use axum::response::Response;
+use axum::middleware::{from_fn_with_state, map_response};
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate as _, SizeAbove};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
+use crate::body;
 use crate::http::{auth_events, exports, graphiql, graphql, ops, web, ws};
+use crate::refusal::{self, Refusal};
 use crate::state::AppState;
 
 /// The header carrying a request's id: the client's, or one made up here.
@@ -47,7 +50,6 @@ pub fn router(state: AppState) -> Router {
         .route("/app/{digest}/{*path}", get(web::asset))
         .route("/graphql", get(graphql_get).post(graphql::post))
         .route("/graphql/ws", get(ws::upgrade))
-        .route("/graphiql/assets/{name}", get(graphiql::asset))
         .route("/auth/events", post(auth_events::receive))
         .route("/exports/audit-log.csv", get(exports::audit_log))
         .route(
@@ -56,18 +58,27 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(ops::healthy))
         .route("/readyz", get(ops::ready));
+    if state.graphiql {
+        router = router.route("/graphiql/assets/{name}", get(graphiql::asset));
+    }
     if state.metrics {
         router = router.route("/metrics", get(ops::metrics));
     }
     let request_id = HeaderName::from_static(REQUEST_ID);
     let max_body_bytes = state.limits.max_body_bytes;
+    let body_timeout = state.limits.body_timeout;
     let cors = cors(&state.cors_origins);
     router
         .with_state(state)
+        .fallback(not_found)
+        .layer(map_response(json_errors))
+        .layer(CatchPanicLayer::custom(panicked))
         .layer(map_response(retry_after))
         .layer(map_response(security_headers))
         // A body announced or found larger than this is refused before it is read whole.
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        // And it must arrive by a deadline, however slowly it trickles in.
+        .layer(from_fn_with_state(body_timeout, body::deadline))
         // Small answers cost more to compress than they save.
         .layer(
             CompressionLayer::new()
@@ -83,6 +94,43 @@ pub fn router(state: AppState) -> Router {
         )
         // Outermost: the id is there for the span and for the handlers.
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// A path no route takes.
+async fn not_found() -> Response {
+    let (code, message) = refusal::of_status(StatusCode::NOT_FOUND);
+    Refusal::new(StatusCode::NOT_FOUND, code, message).into_response()
+}
+
+/// A panic in one request answers that request with 500 and leaves every other one be.
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request panicked");
+    let (code, message) = refusal::of_status(StatusCode::INTERNAL_SERVER_ERROR);
+    Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, code, message).into_response()
+}
+
+/// Every error answer has the JSON error body, also those made before a handler ran (405 from
+/// the router, 413 and 400 from an extractor, 415): their plain text or empty body is replaced.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let typed = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if !(status.is_client_error() || status.is_server_error()) || typed {
+        return response;
+    }
+    let (code, message) = refusal::of_status(status);
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut answer = Refusal::new(status, code, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
 }
 
 /// Cross-origin requests from the web apps of `origins` only: exact origins, never a wildcard.
@@ -166,7 +214,13 @@ async fn graphql_get(
         Err(_) if params.contains_key("query") || params.contains_key("extensions") => {
             graphql::get(state, headers, params).await
         }
-        Err(_) => graphiql::page(),
+        Err(_) if state.graphiql => graphiql::page(),
+        Err(_) => Refusal::new(
+            StatusCode::NOT_FOUND,
+            refusal::NOT_FOUND,
+            "GraphiQL is not served here (ATES_GRAPHIQL): send queries with POST, or GET with ?query=",
+        )
+        .into_response(),
     }
 }
 

@@ -18,6 +18,7 @@ use crate::auth_events::{AuthEvents, Revocations};
 use crate::config::{self, Config};
 use crate::persisted::PersistedQueries;
 use crate::rate_limit::RateLimiter;
+use crate::serve::ConnectionLimits;
 use crate::session::Sessions;
 use crate::state::{AppState, Limits};
 use crate::workers::accounting::Accounting;
@@ -35,11 +36,20 @@ pub struct App {
     pub state: AppState,
     /// True when tokens are checked against a secret generated in the data folder.
     pub dev_secret: bool,
+    /// Bounds on each connection, for [`crate::serve`].
+    pub connections: ConnectionLimits,
 }
 
 impl App {
     /// Connects to the database, applies its migrations and wires the domains.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let refusals = config.production_refusals();
+        if !refusals.is_empty() {
+            anyhow::bail!(
+                "ATES_ENV=production, and this configuration is not fit for it:\n  - {}",
+                refusals.join("\n  - ")
+            );
+        }
         let (auth, dev_secret) = authenticator(config)?;
         if let Some(jwks) = auth.key_set() {
             // Keys at hand for the first requests; a failure here is retried on use.
@@ -135,6 +145,7 @@ impl App {
                 revocations,
                 shutdown: Arc::new(watch::channel(false).0),
                 metrics: config.server.metrics,
+                graphiql: config.graphiql_enabled(),
                 relays,
                 cors_origins: config.server.cors_origins.clone().into(),
                 persisted: Arc::new(PersistedQueries::new(
@@ -147,6 +158,7 @@ impl App {
                     max_query_bytes: config.limits.max_query_bytes,
                     allow_batch: config.limits.allow_batch,
                     request_timeout: Duration::from_secs(config.limits.request_timeout_secs.max(1)),
+                    body_timeout: Duration::from_secs(config.limits.body_timeout_secs.max(1)),
                     max_ws_message: 64 * 1024,
                     ws_init_timeout: Duration::from_secs(config.limits.ws_init_timeout_secs),
                     max_subscriptions: config.limits.ws_max_subscriptions,
@@ -154,6 +166,10 @@ impl App {
                 },
             },
             dev_secret,
+            connections: ConnectionLimits {
+                header_timeout: Duration::from_secs(config.limits.header_timeout_secs.max(1)),
+                per_address: config.limits.max_connections_per_address.max(1),
+            },
         })
     }
 

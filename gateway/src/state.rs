@@ -29,6 +29,8 @@ pub struct AppState {
     pub(crate) shutdown: Arc<watch::Sender<bool>>,
     /// Whether requests are recorded for `/metrics`.
     pub(crate) metrics: bool,
+    /// Whether GraphiQL is served to browsers.
+    pub(crate) graphiql: bool,
     /// Whether this gateway relays the outbox to NATS.
     pub(crate) relays: bool,
     /// Other origins whose web apps may call the API (`ATES_CORS_ORIGINS`).
@@ -62,6 +64,8 @@ pub struct Limits {
     pub max_query_bytes: usize,
     pub allow_batch: bool,
     pub request_timeout: Duration,
+    /// Time a request's body has to arrive once its headers did.
+    pub body_timeout: Duration,
     pub max_ws_message: usize,
     pub ws_init_timeout: Duration,
     pub max_subscriptions: usize,

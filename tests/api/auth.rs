@@ -23,6 +23,16 @@ async fn bad_tokens_are_unauthenticated(app: TestApp) {
     not_yet["nbf"] = json!(now + 600);
     let mut empty_sub = valid.clone();
     empty_sub["sub"] = json!("");
+    // Issued ten years from now: no clock is that far off.
+    let mut from_the_future = valid.clone();
+    from_the_future["iat"] = json!(now + 10 * 365 * 24 * 3600);
+    // Claims as long as the auth service's own events allow, and no longer.
+    let mut long_email = valid.clone();
+    long_email["email"] = json!(format!("{}@uberpopug.test", "b".repeat(60_000)));
+    let mut long_name = valid.clone();
+    long_name["name"] = json!("b".repeat(201));
+    let mut nul_name = valid.clone();
+    nul_name["name"] = json!("bo\u{0}b");
 
     let unsigned = {
         let signed = token(&valid);
@@ -39,6 +49,10 @@ async fn bad_tokens_are_unauthenticated(app: TestApp) {
         ("expired", token(&expired)),
         ("exp of the wrong type", token(&exp_as_text)),
         ("not valid yet", token(&not_yet)),
+        ("issued in the future", token(&from_the_future)),
+        ("an e-mail of 60 KB", token(&long_email)),
+        ("a name of 201 characters", token(&long_name)),
+        ("a NUL in the name", token(&nul_name)),
         (
             "another secret",
             token_with(&valid, b"not-the-shared-secret"),
@@ -69,6 +83,16 @@ async fn bad_tokens_are_unauthenticated(app: TestApp) {
         body["data"]["me"],
         json!({ "id": global_id("Popug", &sub), "name": "bob", "role": "WORKER" })
     );
+    // Within the leeway, a token issued a moment ahead of our clock is fine, and so are
+    // claims at their bounds.
+    let mut slightly_ahead = valid.clone();
+    slightly_ahead["iat"] = json!(now + 5);
+    slightly_ahead["name"] = json!("b".repeat(200));
+    slightly_ahead["email"] = json!(format!("{}@uberpopug.test", "b".repeat(300)));
+    let body = app
+        .gql(Some(&token(&slightly_ahead)), "{ me { name } }", json!({}))
+        .await;
+    assert_eq!(body["data"]["me"]["name"], "b".repeat(200), "{body}");
 }
 
 /// A gateway that verifies RS256 tokens of a known issuer and audience; the keys are test
@@ -121,6 +145,17 @@ async fn rs256_tokens_are_checked_thoroughly() {
         assert_eq!(body["data"]["me"]["name"], "rita", "{body}");
     }
 
+    // `aud` may be a list (RFC 7519): ours among them is enough.
+    let many = with("aud", json!(["board.uberpopug.test", "ates"]));
+    let body = app
+        .gql(
+            Some(&rs256(&many, plain.clone())),
+            "{ me { name } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(body["data"]["me"]["name"], "rita", "{body}");
+
     let cases = [
         // The classic confusion: HS256 with the public key as the secret.
         (
@@ -134,6 +169,10 @@ async fn rs256_tokens_are_checked_thoroughly() {
         (
             "wrong audience",
             rs256(&with("aud", json!("someone-else")), plain.clone()),
+        ),
+        (
+            "a list of audiences without ours",
+            rs256(&with("aud", json!(["someone-else", "x"])), plain.clone()),
         ),
         ("no issuer", {
             let mut c = claims.clone();

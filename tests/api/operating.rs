@@ -245,7 +245,12 @@ async fn sigterm_drains_requests_and_sends_sockets_away(database: TestDatabase) 
         Some(&b"1"[..]),
         "a 503 says when to come back"
     );
-    assert_eq!(ready.text().await.unwrap(), "shutting down");
+    let body: Value = ready.json().await.expect("the JSON error body");
+    assert_eq!(body["errors"][0]["message"], "shutting down", "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "SERVICE_UNAVAILABLE"
+    );
 
     // Past the delay, the request is still in flight; then the lock goes and it finishes.
     tokio::time::sleep(Duration::from_millis(2500).saturating_sub(signalled.elapsed())).await;

@@ -68,7 +68,17 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let router = app.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    // Every load generator here is one address.
+    let connections = gateway::ConnectionLimits {
+        per_address: usize::MAX,
+        ..app.connections
+    };
+    tokio::spawn(gateway::serve(
+        listener,
+        router,
+        connections,
+        std::future::pending(),
+    ));
     Ok(addr)
 }
 

@@ -14,14 +14,16 @@ use async_graphql::extensions::{
     NextValidation,
 };
 use async_graphql::parser::types::{
-    ExecutableDocument, FragmentDefinition, Selection, SelectionSet,
+    ExecutableDocument, FragmentDefinition, OperationDefinition, OperationType, Selection,
+    SelectionSet,
 };
 use async_graphql::{
     ErrorExtensionValues, Name, Positioned, Request, ServerError, ServerResult, ValidationResult,
-    Variables,
+    Value as ConstValue, Variables,
 };
+use async_graphql_value::Value as DocumentValue;
 
-use crate::refusal::{PARSE_FAILED, VALIDATION_FAILED};
+use crate::refusal::{BAD_USER_INPUT, PARSE_FAILED, VALIDATION_FAILED};
 
 /// Nesting of selections and fragments the count follows before it gives up; deeper than
 /// any depth limit a schema would allow.
@@ -75,6 +77,14 @@ impl Extension for ShapeCheck {
                 VALIDATION_FAILED,
             ));
         }
+        // Before the parser, which would follow the nesting down the stack.
+        if let Err(too_deep) = crate::nesting::check(&request.query, crate::nesting::MAX_NESTING) {
+            return Err(coded(
+                ServerError::new(too_deep.to_string(), None),
+                PARSE_FAILED,
+            ));
+        }
+        let nul_in_variables = request.variables.values().any(constant_holds_nul);
         let name = request.operation_name.clone();
         let document = request
             .parsed_query()
@@ -82,6 +92,15 @@ impl Extension for ShapeCheck {
         check(document, &self.0)
             .and_then(|()| selected(document, name.as_deref()))
             .map_err(|message| coded(ServerError::new(message, None), VALIDATION_FAILED))?;
+        if nul_in_variables || holds_nul(document) {
+            return Err(coded(
+                ServerError::new(
+                    "text may not contain the NUL character (U+0000): no store keeps it",
+                    None,
+                ),
+                BAD_USER_INPUT,
+            ));
+        }
         next.run(ctx, request).await
     }
 
@@ -170,6 +189,130 @@ pub fn check(document: &ExecutableDocument, limits: &ShapeLimits) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// Whether any text of the document (an argument, a variable's default) holds U+0000.
+/// PostgreSQL's text cannot store it, so it is refused up front, on every store alike, as it is
+/// in variables.
+fn holds_nul(document: &ExecutableDocument) -> bool {
+    fn literal(value: &DocumentValue) -> bool {
+        match value {
+            DocumentValue::String(text) => text.contains('\0'),
+            DocumentValue::List(items) => items.iter().any(literal),
+            DocumentValue::Object(fields) => fields.values().any(literal),
+            _ => false,
+        }
+    }
+    fn selections(set: &SelectionSet) -> bool {
+        set.items.iter().any(|item| match &item.node {
+            Selection::Field(field) => {
+                field.node.arguments.iter().any(|(_, v)| literal(&v.node))
+                    || selections(&field.node.selection_set.node)
+            }
+            Selection::InlineFragment(fragment) => selections(&fragment.node.selection_set.node),
+            Selection::FragmentSpread(_) => false,
+        })
+    }
+    let operations = document.operations.iter().any(|(_, operation)| {
+        let defaults = operation
+            .node
+            .variable_definitions
+            .iter()
+            .any(|definition| {
+                (definition.node.default_value.as_ref())
+                    .is_some_and(|v| constant_holds_nul(&v.node))
+            });
+        defaults || selections(&operation.node.selection_set.node)
+    });
+    operations
+        || document
+            .fragments
+            .values()
+            .any(|fragment| selections(&fragment.node.selection_set.node))
+}
+
+/// Whether a variable's value holds U+0000 anywhere.
+fn constant_holds_nul(value: &ConstValue) -> bool {
+    match value {
+        ConstValue::String(text) => text.contains('\0'),
+        ConstValue::List(items) => items.iter().any(constant_holds_nul),
+        ConstValue::Object(fields) => fields
+            .iter()
+            .any(|(key, value)| key.contains('\0') || constant_holds_nul(value)),
+        _ => false,
+    }
+}
+
+/// The mutation fields of the operation a request would run, fragments at its root expanded
+/// (each aliased `createTask` is one): what the rate limit counts. `None` when the operation
+/// is no mutation, or the document would not get past the checks before execution anyway.
+pub fn mutation_fields(request: &mut Request, max_query_bytes: usize) -> Option<u64> {
+    // Only a document that mentions `mutation` can hold one: most requests skip the parse.
+    if request.query.len() > max_query_bytes
+        || !request.query.contains("mutation")
+        || crate::nesting::check(&request.query, crate::nesting::MAX_NESTING).is_err()
+    {
+        return None;
+    }
+    let name = request.operation_name.clone();
+    let document = request.parsed_query().ok()?;
+    let operation = operation(document, name.as_deref())?;
+    if operation.ty != OperationType::Mutation {
+        return None;
+    }
+    Some(root_fields(
+        &operation.selection_set.node,
+        document,
+        &mut HashMap::new(),
+    ))
+}
+
+/// The operation of `document` a request names, or its only one.
+pub fn operation<'a>(
+    document: &'a ExecutableDocument,
+    name: Option<&str>,
+) -> Option<&'a OperationDefinition> {
+    let mut operations = document.operations.iter();
+    let (_, operation) = match name {
+        Some(name) => operations.find(|(n, _)| n.is_some_and(|n| n.as_str() == name))?,
+        None => operations.next()?,
+    };
+    Some(&operation.node)
+}
+
+/// Fields at the root of a selection, fragments expanded (`__typename` is free). Each fragment
+/// is counted once and remembered, so fragments that spread each other twice over cost no
+/// more than their number; one that spreads itself counts nothing (validation refuses it).
+fn root_fields<'a>(
+    set: &'a SelectionSet,
+    document: &'a ExecutableDocument,
+    memo: &mut HashMap<&'a str, u64>,
+) -> u64 {
+    set.items
+        .iter()
+        .map(|item| match &item.node {
+            Selection::Field(field) => u64::from(field.node.name.node != "__typename"),
+            Selection::InlineFragment(fragment) => {
+                root_fields(&fragment.node.selection_set.node, document, memo)
+            }
+            Selection::FragmentSpread(spread) => {
+                let name = spread.node.fragment_name.node.as_str();
+                if let Some(count) = memo.get(name) {
+                    return *count;
+                }
+                // Zero while it is counted: a spread of itself adds nothing.
+                memo.insert(name, 0);
+                let count = document
+                    .fragments
+                    .get(&spread.node.fragment_name.node)
+                    .map_or(0, |fragment| {
+                        root_fields(&fragment.node.selection_set.node, document, memo)
+                    });
+                memo.insert(name, count);
+                count
+            }
+        })
+        .fold(0, u64::saturating_add)
 }
 
 /// Checks that the document has the operation the request names, or only one when it names

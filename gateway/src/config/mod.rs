@@ -60,6 +60,10 @@ pub struct Server {
     #[arg(long, env = "ATES_INTROSPECTION", action = clap::ArgAction::Set)]
     pub introspection: Option<bool>,
 
+    /// Serve GraphiQL to a browser at `GET /graphql`: on unless in production.
+    #[arg(long, env = "ATES_GRAPHIQL", action = clap::ArgAction::Set)]
+    pub graphiql: Option<bool>,
+
     /// `text` (for a terminal) or `json` (one JSON object per line, for a log collector).
     #[arg(long, env = "ATES_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -237,6 +241,21 @@ pub struct Limits {
     #[arg(long, env = "ATES_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
 
+    /// Seconds a client has to send a request's headers, counted from the connection's start
+    /// or the end of its previous answer; then the connection is closed. An idle connection is
+    /// closed after as long.
+    #[arg(long, env = "ATES_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+
+    /// Seconds a client has to send a request's whole body once its headers arrived; then it
+    /// gets 408.
+    #[arg(long, env = "ATES_BODY_TIMEOUT_SECS", default_value_t = 20)]
+    pub body_timeout_secs: u64,
+
+    /// Connections one client address may hold open at once; more are closed as they arrive.
+    #[arg(long, env = "ATES_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
+    pub max_connections_per_address: usize,
+
     /// Mutations one popug may send per second (as many in a burst); 0: unlimited.
     #[arg(long, env = "ATES_MUTATIONS_PER_SECOND", default_value_t = 20)]
     pub mutations_per_second: u32,
@@ -410,9 +429,52 @@ impl Config {
             .unwrap_or(self.server.env == Environment::Development)
     }
 
+    /// GraphiQL for browsers: as configured, else on except in production.
+    pub fn graphiql_enabled(&self) -> bool {
+        self.server
+            .graphiql
+            .unwrap_or(self.server.env == Environment::Development)
+    }
+
+    /// Why this configuration may not run in production, one line a reason; empty when it may
+    /// (or when it is not meant for production).
+    pub fn production_refusals(&self) -> Vec<String> {
+        if self.server.env != Environment::Production {
+            return Vec::new();
+        }
+        let mut refusals = Vec::new();
+        let keyed = self.auth.jwt_secret.is_some()
+            || self.auth.jwt_public_key.is_some()
+            || self.auth.jwks_url.is_some();
+        if !keyed {
+            refusals.push(
+                "no way to verify tokens: set ATES_JWT_SECRET, ATES_JWT_PUBLIC_KEY or \
+                 ATES_JWKS_URL (production never generates a development secret)"
+                    .to_owned(),
+            );
+        }
+        if self.auth.jwt_secret.as_deref().is_some_and(str::is_empty) {
+            refusals.push("ATES_JWT_SECRET is empty".to_owned());
+        }
+        if self.server.clock_file.is_some() {
+            refusals.push(
+                "ATES_CLOCK_FILE is set: whoever can write that file would decide when days \
+                 close and pay out; production reads the system clock"
+                    .to_owned(),
+            );
+        }
+        refusals
+    }
+
+    /// The data folder, created readable by its owner only when it is new.
     pub fn ensure_data_dir(&self) -> anyhow::Result<()> {
         let folder = &self.server.data_dir;
-        std::fs::create_dir_all(folder)
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(folder)
             .with_context(|| format!("cannot create the data folder {}", folder.display()))
     }
 }

@@ -3,6 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -12,7 +13,18 @@ use crate::refusal::{self, Refusal};
 use crate::session::bearer_token;
 use crate::state::AppState;
 
-pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn receive(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let (status, message) = crate::body::unread(&rejection, app.limits.max_body_bytes);
+            return Refusal::new(status, refusal::BAD_REQUEST, message).into_response();
+        }
+    };
     if !is_auth_service(&app, &headers, &body).await {
         return Refusal::new(
             StatusCode::UNAUTHORIZED,

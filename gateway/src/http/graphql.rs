@@ -17,7 +17,6 @@
 
 use std::collections::HashMap;
 
-use async_graphql::parser::types::OperationType;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -25,18 +24,21 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::api::Loaders;
+use crate::api::{Loaders, shape};
+use crate::body;
 use crate::media::{Media, negotiate};
+use crate::nesting;
 
 mod keyed;
 mod request;
 
 use crate::refusal::{
-    self, BAD_REQUEST, PARSE_FAILED, RATE_LIMITED, SERVICE_UNAVAILABLE, TIMEOUT, VALIDATION_FAILED,
+    self, BAD_REQUEST, PARSE_FAILED, RATE_LIMITED, RATE_LIMITED_MESSAGE, SERVICE_UNAVAILABLE,
+    TIMEOUT, VALIDATION_FAILED,
 };
 use crate::session::Session;
 use crate::state::AppState;
-use request::{graphql_request, operation_type};
+use request::graphql_request;
 
 /// A GraphQL answer: its status, the codes of its errors, and its body, serialized once.
 struct Answer {
@@ -114,18 +116,18 @@ pub async fn post(
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
-            let status = rejection.status();
-            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                format!(
-                    "the request body is larger than {} bytes",
-                    app.limits.max_body_bytes
-                )
-            } else {
-                "the request body could not be read".to_owned()
-            };
+            let (status, message) = body::unread(&rejection, app.limits.max_body_bytes);
             return refuse(media, status, BAD_REQUEST, &message);
         }
     };
+    if let Err(too_deep) = nesting::check(&body, nesting::MAX_NESTING) {
+        return refuse(
+            media,
+            StatusCode::BAD_REQUEST,
+            BAD_REQUEST,
+            &too_deep.to_string(),
+        );
+    }
     let value: Value = match serde_json::from_slice(&body) {
         Ok(value) => value,
         Err(_) => {
@@ -193,6 +195,14 @@ pub async fn get(app: AppState, headers: HeaderMap, params: HashMap<String, Stri
     }
     for key in ["variables", "extensions"] {
         if let Some(text) = params.get(key) {
+            if let Err(too_deep) = nesting::check(text, nesting::MAX_NESTING) {
+                return refuse(
+                    media,
+                    StatusCode::BAD_REQUEST,
+                    BAD_REQUEST,
+                    &too_deep.to_string(),
+                );
+            }
             match serde_json::from_str::<Value>(text) {
                 Ok(parsed) => value[key] = parsed,
                 Err(_) => {
@@ -280,10 +290,8 @@ async fn answer(
     over_get: bool,
 ) -> Answer {
     let refused = Answer::refused;
-    // Only a document that mentions `mutation` can hold one: most requests skip the parse.
-    let mutation = request.query.len() <= app.limits.max_query_bytes
-        && request.query.contains("mutation")
-        && operation_type(&mut request) == Some(OperationType::Mutation);
+    let mutations = shape::mutation_fields(&mut request, app.limits.max_query_bytes);
+    let mutation = mutations.is_some();
     if over_get && mutation {
         return refused(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -299,14 +307,13 @@ async fn answer(
     if let Session::Popug(popug) = &session {
         tracing::Span::current().record("popug", popug.id.0.as_str());
     }
-    if mutation
-        && let Session::Popug(popug) = &session
-        && !app.rate_limiter.allow(&popug.id.0)
+    if let (Some(count), Session::Popug(popug)) = (mutations, &session)
+        && !app.rate_limiter.allow(&popug.id.0, count)
     {
         return refused(
             StatusCode::TOO_MANY_REQUESTS,
             RATE_LIMITED,
-            "too many mutations: slow down and try again in a moment",
+            RATE_LIMITED_MESSAGE,
         );
     }
     let key = match keyed::idempotency_key(headers) {

@@ -9,6 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::metrics::{self, DatabaseFigures};
+use crate::refusal::{self, Refusal};
 use crate::state::AppState;
 use crate::workers::nats::RELAY;
 
@@ -18,15 +19,23 @@ pub async fn healthy() -> &'static str {
 }
 
 /// `GET /readyz`.
-pub async fn ready(State(app): State<AppState>) -> impl IntoResponse {
+pub async fn ready(State(app): State<AppState>) -> Response {
+    let unready = |message: &str| {
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            refusal::SERVICE_UNAVAILABLE,
+            message,
+        )
+        .into_response()
+    };
     if *app.shutdown.borrow() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+        return unready("shutting down");
     }
     match app.db.ping().await {
-        Ok(()) => (StatusCode::OK, "ready"),
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(error) => {
             tracing::warn!(%error, "database does not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+            unready("database unavailable")
         }
     }
 }

@@ -19,9 +19,15 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use crate::api::Loaders;
+use async_graphql::parser::types::OperationType;
+
+use crate::api::{Loaders, shape};
 use crate::metrics::{self, Held};
-use crate::refusal::{self, BAD_USER_INPUT, FORBIDDEN};
+use crate::nesting;
+use crate::refusal::{
+    self, BAD_USER_INPUT, FORBIDDEN, PARSE_FAILED, RATE_LIMITED, RATE_LIMITED_MESSAGE,
+    SERVICE_UNAVAILABLE, TIMEOUT,
+};
 use crate::session::{Session, bearer, bearer_token};
 use crate::state::AppState;
 
@@ -54,6 +60,8 @@ enum Outgoing {
     Message(String),
     /// The subscription's stream ended.
     Finished(String),
+    /// The operation failed (it ran out of time): its `error` message, which ends it.
+    Failed(String, String),
 }
 
 pub async fn upgrade(
@@ -108,6 +116,9 @@ async fn receive(socket: &mut WebSocket) -> Option<Result<Value, ()>> {
     loop {
         match socket.recv().await? {
             Ok(Message::Text(text)) => {
+                if nesting::check(text.as_str(), nesting::MAX_NESTING).is_err() {
+                    return Some(Err(()));
+                }
                 let parsed: Result<Value, _> = serde_json::from_str(text.as_str());
                 return Some(match parsed {
                     Ok(value) if value.get("type").and_then(Value::as_str).is_some() => Ok(value),
@@ -190,14 +201,55 @@ async fn serve(
                             }
                             continue;
                         }
-                        let request = match serde_json::from_value::<async_graphql::Request>(message["payload"].clone()) {
+                        let mut request = match serde_json::from_value::<async_graphql::Request>(message["payload"].clone()) {
                             Ok(request) => request,
                             Err(_) => {
                                 close(&mut socket, 4400, "Invalid subscribe payload").await;
                                 break;
                             }
                         };
-                        let handle = start(&app, &session, protocol, id.clone(), request, outgoing.clone());
+                        // Refused before anything parses it, as over HTTP; the socket stays.
+                        if let Err(too_deep) = nesting::check(&request.query, nesting::MAX_NESTING) {
+                            let error = refusal::errors(PARSE_FAILED, &too_deep.to_string());
+                            if !send(&mut socket, json!({ "type": "error", "id": id, "payload": error })).await {
+                                break;
+                            }
+                            continue;
+                        }
+                        // Each operation runs as the popug is now, not as it was when the
+                        // socket opened: a role changed since (by a fresher token, an auth
+                        // event or the database) ends the socket, as does deactivation.
+                        let current = Box::pin(app.services.popugs.get(&popug.id)).await;
+                        match current {
+                            Ok(Some(now)) if now.active && now.role == popug.role => {}
+                            Ok(_) => {
+                                close(&mut socket, 4403, "Forbidden: the popug was deactivated or its role changed").await;
+                                break;
+                            }
+                            Err(_) => {
+                                let error = refusal::errors(SERVICE_UNAVAILABLE, "the service is busy: try again in a moment");
+                                if !send(&mut socket, json!({ "type": "error", "id": id, "payload": error })).await {
+                                    break;
+                                }
+                                continue;
+                            }
+                        }
+                        // Mutations take from the popug's one budget, field by field, as over HTTP.
+                        let mutations = shape::mutation_fields(&mut request, app.limits.max_query_bytes);
+                        if let Some(count) = mutations
+                            && !app.rate_limiter.allow(&popug.id.0, count)
+                        {
+                            let error = refusal::errors(RATE_LIMITED, RATE_LIMITED_MESSAGE);
+                            if !send(&mut socket, json!({ "type": "error", "id": id, "payload": error })).await {
+                                break;
+                            }
+                            continue;
+                        }
+                        // A query or mutation answers once, within the request timeout; a
+                        // subscription runs until it ends or is stopped.
+                        let once = mutations.is_some() || !is_subscription(&mut request);
+                        let deadline = once.then_some(app.limits.request_timeout);
+                        let handle = start(&app, &session, protocol, id.clone(), request, deadline, outgoing.clone());
                         subscriptions.insert(id, handle);
                     }
                     ("complete" | "stop", Some(id)) => {
@@ -230,6 +282,12 @@ async fn serve(
                             continue;
                         }
                         json!({ "type": "complete", "id": id }).to_string()
+                    }
+                    Outgoing::Failed(id, error) => {
+                        if subscriptions.remove(&id).is_none() {
+                            continue;
+                        }
+                        error
                     }
                 };
                 if socket.send(Message::Text(message.into())).await.is_err() {
@@ -268,13 +326,25 @@ async fn serve(
     }
 }
 
-/// Runs one operation and forwards its results to the socket until it ends or is stopped.
+/// Whether the request would run a subscription (one that does not parse is not).
+fn is_subscription(request: &mut async_graphql::Request) -> bool {
+    let name = request.operation_name.clone();
+    let Ok(document) = request.parsed_query() else {
+        return false;
+    };
+    shape::operation(document, name.as_deref()).is_some_and(|o| o.ty == OperationType::Subscription)
+}
+
+/// Runs one operation and forwards its results to the socket until it ends or is stopped; one
+/// with a `deadline` is stopped then with `TIMEOUT`.
+#[allow(clippy::too_many_arguments)]
 fn start(
     app: &AppState,
     session: &Session,
     protocol: Protocol,
     id: String,
     request: async_graphql::Request,
+    deadline: Option<Duration>,
     outgoing: mpsc::Sender<Outgoing>,
 ) -> AbortHandle {
     let request = request
@@ -285,7 +355,24 @@ fn start(
     tokio::spawn(async move {
         let _running = measured.then(|| Held::new(metrics::SUBSCRIPTIONS));
         tokio::pin!(stream);
-        while let Some(response) = stream.next().await {
+        let deadline = deadline.map(|d| tokio::time::Instant::now() + d);
+        loop {
+            let next = match deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline, stream.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        let error =
+                            refusal::errors(TIMEOUT, "the request took too long and was stopped");
+                        let message = json!({ "type": "error", "id": id, "payload": error });
+                        let _ = outgoing
+                            .send(Outgoing::Failed(id, message.to_string()))
+                            .await;
+                        return;
+                    }
+                },
+                None => stream.next().await,
+            };
+            let Some(response) = next else { break };
             let message = json!({ "type": protocol.next(), "id": id, "payload": response });
             if outgoing
                 .send(Outgoing::Message(message.to_string()))

@@ -125,7 +125,13 @@ impl TestApp {
             .expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let router = app.router();
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let connections = app.connections;
+        tokio::spawn(gateway::serve(
+            listener,
+            router,
+            connections,
+            std::future::pending(),
+        ));
         let db = Db::connect(&database.url, 4)
             .await
             .expect("test connection");

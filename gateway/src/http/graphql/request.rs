@@ -1,14 +1,17 @@
 //! Reading a GraphQL request: the request object the specification describes, its persisted
 //! query when it sends a hash instead of a text, and the kind of operation it would run.
 
-use async_graphql::Positioned;
-use async_graphql::parser::types::{OperationDefinition, OperationType, Selection};
+use async_graphql::parser::types::{OperationDefinition, Selection};
 use axum::http::StatusCode;
 use serde_json::Value;
 
 use super::Answer;
+use crate::api::shape;
+use crate::nesting;
 use crate::persisted::{PersistedQueries, Unpersisted};
-use crate::refusal::{BAD_REQUEST, PERSISTED_QUERY_NOT_FOUND, PERSISTED_QUERY_NOT_SUPPORTED};
+use crate::refusal::{
+    BAD_REQUEST, PARSE_FAILED, PERSISTED_QUERY_NOT_FOUND, PERSISTED_QUERY_NOT_SUPPORTED,
+};
 
 /// A request object as the specification has it: `query` a string; `variables`,
 /// `operationName` and `extensions` optional. With a `persistedQuery` extension the query may
@@ -46,7 +49,12 @@ pub(super) fn graphql_request(
         object.insert("query".into(), Value::String(text.to_string()));
     }
     match object.get("query") {
-        Some(Value::String(_)) => {}
+        // Measured before anything parses it: a parser would follow its nesting down the stack.
+        Some(Value::String(query)) => {
+            if let Err(too_deep) = nesting::check(query, nesting::MAX_NESTING) {
+                return Err(Answer::request_error(PARSE_FAILED, &too_deep.to_string()));
+            }
+        }
         _ => return Err(malformed("the request has no query string")),
     }
     if !matches!(
@@ -64,17 +72,10 @@ pub(super) fn graphql_request(
     serde_json::from_value(Value::Object(object)).map_err(|_| malformed("the request is malformed"))
 }
 
-/// The type of the operation the request would run, when the document parses (the parsed
-/// document stays with the request, so it is parsed once).
-pub(super) fn operation_type(request: &mut async_graphql::Request) -> Option<OperationType> {
-    operation(request).map(|operation| operation.node.ty)
-}
-
 /// The fields at the root of the operation the request would run; `None` when the document
 /// does not parse, or its root spreads a fragment.
 pub(super) fn root_fields(request: &mut async_graphql::Request) -> Option<Vec<String>> {
     operation(request)?
-        .node
         .selection_set
         .node
         .items
@@ -86,18 +87,7 @@ pub(super) fn root_fields(request: &mut async_graphql::Request) -> Option<Vec<St
         .collect()
 }
 
-fn operation(request: &mut async_graphql::Request) -> Option<&Positioned<OperationDefinition>> {
+fn operation(request: &mut async_graphql::Request) -> Option<&OperationDefinition> {
     let name = request.operation_name.clone();
-    let document = request.parsed_query().ok()?;
-    let operation = match &name {
-        Some(name) => {
-            document
-                .operations
-                .iter()
-                .find(|(n, _)| n.is_some_and(|n| n.as_str() == name))?
-                .1
-        }
-        None => document.operations.iter().next()?.1,
-    };
-    Some(operation)
+    shape::operation(request.parsed_query().ok()?, name.as_deref())
 }
