@@ -1,8 +1,47 @@
-//! Mutations a popug may send: a token bucket per popug, kept in memory on each replica.
+//! What one popug may ask of a replica: mutations at a rate (a token bucket per popug), and
+//! requests at once (turns), both kept in memory on each replica.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Requests one popug may have running at once: the others wait for a turn, so that one
+/// popug's parallel requests cannot hold every database connection while others wait.
+pub struct Turns {
+    per_popug: usize,
+    popugs: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Turns {
+    pub fn new(per_popug: usize) -> Self {
+        Self {
+            per_popug: per_popug.max(1),
+            popugs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The popug's turn, once one of its running requests ends (at once when fewer run).
+    pub async fn take(&self, popug: &str) -> OwnedSemaphorePermit {
+        let semaphore = {
+            let mut popugs = self.popugs.lock().unwrap_or_else(PoisonError::into_inner);
+            if popugs.len() > MAX_BUCKETS {
+                // Popugs with nothing running are forgotten.
+                popugs.retain(|_, s| Arc::strong_count(s) > 1);
+            }
+            Arc::clone(
+                popugs
+                    .entry(popug.to_owned())
+                    .or_insert_with(|| Arc::new(Semaphore::new(self.per_popug))),
+            )
+        };
+        semaphore
+            .acquire_owned()
+            .await
+            .expect("a popug's turns are never closed")
+    }
+}
 
 /// Mutations a popug may send per second, refilled continuously, with as many in a burst.
 pub struct RateLimiter {

@@ -17,7 +17,7 @@ use crate::auth::{self, Authenticator, Jwks};
 use crate::auth_events::{AuthEvents, Revocations};
 use crate::config::{self, Config};
 use crate::persisted::PersistedQueries;
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::{RateLimiter, Turns};
 use crate::serve::ConnectionLimits;
 use crate::session::Sessions;
 use crate::state::{AppState, Limits};
@@ -136,6 +136,7 @@ impl App {
                 services,
                 db,
                 rate_limiter: Arc::new(RateLimiter::new(config.limits.mutations_per_second)),
+                turns: Arc::new(Turns::new(config.limits.requests_per_popug)),
                 auth_events,
                 auth_events_secret: config
                     .auth

@@ -13,15 +13,45 @@ use task_domain::{PopugId, TaskId};
 use super::popug::PopugObject;
 use super::{ApiResult, ContextExt, load_popug};
 
-/// Batches the histories a page of tasks needs into one query.
+/// Moves of a task shown when the client does not say how many.
+pub const DEFAULT_MOVES: usize = 10;
+/// Moves of a task shown at most.
+pub const MAX_MOVES: usize = 50;
+
+/// The moves asked for, within bounds.
+pub fn moves(last: Option<i32>) -> usize {
+    last.map_or(DEFAULT_MOVES, |n| usize::try_from(n).unwrap_or(0))
+        .clamp(1, MAX_MOVES)
+}
+
+/// A task's last moves: the task, and how many.
+pub type HistoryKey = (TaskId, usize);
+
+/// Batches the histories a page of tasks needs into one query (one per count asked for).
 pub struct HistoryLoader(pub Ledger);
 
-impl Loader<TaskId> for HistoryLoader {
+impl Loader<HistoryKey> for HistoryLoader {
     type Value = Vec<LogEntry>;
     type Error = Arc<AccountingError>;
 
-    async fn load(&self, keys: &[TaskId]) -> Result<HashMap<TaskId, Vec<LogEntry>>, Self::Error> {
-        self.0.histories(keys).await.map_err(Arc::new)
+    async fn load(
+        &self,
+        keys: &[HistoryKey],
+    ) -> Result<HashMap<HistoryKey, Vec<LogEntry>>, Self::Error> {
+        let mut by_count: HashMap<usize, Vec<TaskId>> = HashMap::new();
+        for (task, moves) in keys {
+            by_count.entry(*moves).or_default().push(task.clone());
+        }
+        let mut loaded = HashMap::new();
+        for (moves, tasks) in by_count {
+            let histories = self.0.histories(&tasks, moves).await.map_err(Arc::new)?;
+            loaded.extend(
+                histories
+                    .into_iter()
+                    .map(|(task, entries)| ((task, moves), entries)),
+            );
+        }
+        Ok(loaded)
     }
 }
 
@@ -96,15 +126,26 @@ impl TaskHistoryEntry {
     }
 }
 
-/// The moves of `task`, oldest first, as `ctx`'s popug may see them.
-pub async fn of(ctx: &Context<'_>, task: &TaskId) -> ApiResult<Vec<TaskHistoryEntry>> {
+/// The last `count` moves of `task`, oldest first, as `ctx`'s popug may see them.
+pub async fn of(
+    ctx: &Context<'_>,
+    task: &TaskId,
+    count: usize,
+) -> ApiResult<Vec<TaskHistoryEntry>> {
     let viewer = ctx.actor()?;
-    let entries = ctx
+    let mut entries = ctx
         .history_loader()
-        .load_one(task.clone())
+        .load_one((task.clone(), count))
         .await?
         .unwrap_or_default();
+    // The move before the ones shown, when there is one: it says who held the task then.
     let mut holder: Option<PopugId> = None;
+    if entries.len() > count {
+        let before = entries.remove(0);
+        if before.kind == EntryKind::TaskAssigned {
+            holder = Some(before.popug_id);
+        }
+    }
     let mut moves = Vec::with_capacity(entries.len());
     for entry in entries {
         let (previous_assignee, cause) = match entry.kind {

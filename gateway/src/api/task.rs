@@ -107,11 +107,24 @@ impl TaskObject {
         self.0.completed_at
     }
 
-    /// Every assignment of the task, oldest first, then its completion: read from the ledger,
-    /// so a move shows once accounting has it. Fees and rewards follow the rule of money: the
-    /// popug's own, or everyone's for bookkeepers; others are null.
-    async fn history(&self, ctx: &Context<'_>) -> ApiResult<Vec<super::history::TaskHistoryEntry>> {
-        super::history::of(ctx, &self.0.id).await
+    /// The task's last moves (its assignments, then its completion), oldest first: read from
+    /// the ledger, so a move shows once accounting has it. Fees and rewards follow the rule of
+    /// money: the popug's own, or everyone's for bookkeepers; others are null.
+    #[graphql(complexity = "1 + super::history::moves(last) * child_complexity")]
+    async fn history(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many of the last moves: 10 when omitted, at most 50.")] last: Option<
+            i32,
+        >,
+    ) -> ApiResult<Vec<super::history::TaskHistoryEntry>> {
+        let max = super::history::MAX_MOVES;
+        if last.is_some_and(|n| n < 1 || n as usize > max) {
+            return Err(ApiError::BadUserInput(format!(
+                "history(last:) is 1 to {max}"
+            )));
+        }
+        super::history::of(ctx, &self.0.id, super::history::moves(last)).await
     }
 }
 

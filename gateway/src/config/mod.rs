@@ -260,6 +260,11 @@ pub struct Limits {
     #[arg(long, env = "ATES_MUTATIONS_PER_SECOND", default_value_t = 20)]
     pub mutations_per_second: u32,
 
+    /// Requests (and operations over WebSocket) one popug may have running at once; more wait
+    /// for a turn, within their time limit.
+    #[arg(long, env = "ATES_REQUESTS_PER_POPUG", default_value_t = 4)]
+    pub requests_per_popug: usize,
+
     /// Seconds a WebSocket may take to send `connection_init`.
     #[arg(long, env = "ATES_WS_INIT_TIMEOUT_SECS", default_value_t = 10)]
     pub ws_init_timeout_secs: u64,

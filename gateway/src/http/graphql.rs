@@ -324,6 +324,16 @@ async fn answer(
         (Session::Popug(popug), Some(key)) if mutation => Some((popug.id.0.clone(), key)),
         _ => None,
     };
+    // One popug's requests run a few at a time; the rest wait their turn, within the limit.
+    let _turn = match &session {
+        Session::Popug(popug) => {
+            match tokio::time::timeout_at(deadline, app.turns.take(&popug.id.0)).await {
+                Ok(turn) => Some(turn),
+                Err(_) => return timed_out(app),
+            }
+        }
+        _ => None,
+    };
     let request = request.data(session).data(Loaders::new(&app.services));
     match keyed_by {
         Some((popug, key)) => keyed::run(app, &popug, &key, request, deadline).await,

@@ -8,6 +8,7 @@
 //! auth service deactivates its popug or changes its role.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::futures_util::StreamExt as _;
@@ -350,12 +351,35 @@ fn start(
     let request = request
         .data(session.clone())
         .data(Loaders::new(&app.services));
+    let turns = match session {
+        Session::Popug(popug) => Some((Arc::clone(&app.turns), popug.id.0.clone())),
+        _ => None,
+    };
     let stream = app.schema.execute_stream(request);
     let measured = app.metrics;
     tokio::spawn(async move {
         let _running = measured.then(|| Held::new(metrics::SUBSCRIPTIONS));
         tokio::pin!(stream);
         let deadline = deadline.map(|d| tokio::time::Instant::now() + d);
+        // A query or mutation takes one of its popug's turns, as over HTTP; a subscription
+        // waits on the feed, not the database, and takes none.
+        let _turn = match (&turns, deadline) {
+            (Some((turns, popug)), Some(deadline)) => {
+                match tokio::time::timeout_at(deadline, turns.take(popug)).await {
+                    Ok(turn) => Some(turn),
+                    Err(_) => {
+                        let error =
+                            refusal::errors(TIMEOUT, "the request took too long and was stopped");
+                        let message = json!({ "type": "error", "id": id, "payload": error });
+                        let _ = outgoing
+                            .send(Outgoing::Failed(id, message.to_string()))
+                            .await;
+                        return;
+                    }
+                }
+            }
+            _ => None,
+        };
         loop {
             let next = match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, stream.next()).await {
