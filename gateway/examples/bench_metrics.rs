@@ -59,9 +59,13 @@ fn summary(took: &mut [Duration]) -> String {
     )
 }
 
+/// The bearer token the scrapes send.
+const SCRAPE_TOKEN: &str = "bench-scrape";
+
 async fn bench(backend: &str, url: &str, data_dir: &std::path::Path) -> anyhow::Result<()> {
     let with = support::serve(url, data_dir, |config| {
-        config.limits.mutations_per_second = 0
+        config.limits.mutations_per_second = 0;
+        config.server.metrics_token = Some(SCRAPE_TOKEN.into());
     })
     .await?;
     let without = support::serve(url, data_dir, |config| {
@@ -88,6 +92,7 @@ async fn bench(backend: &str, url: &str, data_dir: &std::path::Path) -> anyhow::
         let started = Instant::now();
         let text = client
             .get(format!("http://{with}/metrics"))
+            .bearer_auth(SCRAPE_TOKEN)
             .send()
             .await?
             .text()

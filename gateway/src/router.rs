@@ -12,7 +12,7 @@
 //! | `GET /exports/audit-log.csv` | the audit log as CSV, streamed |
 //! | `GET /exports/daily-summaries.csv` | the company's days as CSV |
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness |
-//! | `GET /metrics` | Prometheus text, when enabled |
+//! | `GET /metrics` | Prometheus text, for the bearer of the metrics token |
 //!
 //! Around them, from the outside in: the request id, the trace span, CORS for the origins
 //! configured (preflights are answered there), compression for clients that accept it, the
@@ -61,7 +61,7 @@ pub fn router(state: AppState) -> Router {
     if state.graphiql {
         router = router.route("/graphiql/assets/{name}", get(graphiql::asset));
     }
-    if state.metrics {
+    if state.metrics && state.metrics_token.is_some() {
         router = router.route("/metrics", get(ops::metrics));
     }
     let request_id = HeaderName::from_static(REQUEST_ID);

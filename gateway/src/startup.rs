@@ -22,11 +22,11 @@ use crate::serve::ConnectionLimits;
 use crate::session::Sessions;
 use crate::state::{AppState, Limits};
 use crate::workers::accounting::Accounting;
-use crate::workers::day_close;
 use crate::workers::delivery::Delivery;
 use crate::workers::feed::{self, Feed};
 use crate::workers::nats::Broker;
 use crate::workers::sweep;
+use crate::workers::{day_close, gauges};
 
 /// How often expired idempotency keys are forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
@@ -99,6 +99,9 @@ impl App {
         let queues = Queues::new(db.clone());
         let delivery = Delivery::from_config(config, queues.clone(), popugs.clone())?.spawn();
         sweep::spawn(db.clone(), SWEEP_EVERY);
+        if config.server.metrics {
+            gauges::spawn(db.clone(), queues.clone(), relays, gauges::EVERY);
+        }
         day_close::spawn(
             payday.clone(),
             Arc::clone(&delivery),
@@ -146,8 +149,13 @@ impl App {
                 revocations,
                 shutdown: Arc::new(watch::channel(false).0),
                 metrics: config.server.metrics,
+                metrics_token: config
+                    .server
+                    .metrics_token
+                    .as_deref()
+                    .filter(|token| !token.is_empty())
+                    .map(Arc::from),
                 graphiql: config.graphiql_enabled(),
-                relays,
                 cors_origins: config.server.cors_origins.clone().into(),
                 persisted: Arc::new(PersistedQueries::new(
                     config.limits.persisted_queries,

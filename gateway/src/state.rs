@@ -31,10 +31,10 @@ pub struct AppState {
     pub(crate) shutdown: Arc<watch::Sender<bool>>,
     /// Whether requests are recorded for `/metrics`.
     pub(crate) metrics: bool,
+    /// The bearer token `/metrics` takes; not served without one.
+    pub(crate) metrics_token: Option<Arc<str>>,
     /// Whether GraphiQL is served to browsers.
     pub(crate) graphiql: bool,
-    /// Whether this gateway relays the outbox to NATS.
-    pub(crate) relays: bool,
     /// Other origins whose web apps may call the API (`ATES_CORS_ORIGINS`).
     pub(crate) cors_origins: Arc<[String]>,
     /// Query texts clients sent by their hash.

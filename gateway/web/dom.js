@@ -22,6 +22,15 @@ export function money(amount) {
   return amount > 0 ? `+${amount}` : String(amount);
 }
 
+/**
+ * A price in a list of others' tasks: null when it is another popug's money, which only the
+ * task's assignee and bookkeepers see; shown then as a dash. A fee is shown as a debit.
+ */
+export function price(amount, { debit = false } = {}) {
+  if (amount === null || amount === undefined) return '—';
+  return money(debit ? -amount : amount);
+}
+
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 
 export function time(iso) {

@@ -23,6 +23,12 @@ impl Popug {
         self.id == *owner || self.role.may(Permission::KeepBooks)
     }
 
+    /// Whether this popug may see `other`'s e-mail, role and active flag: their own, or
+    /// anyone's with [`Permission::ListPopugs`]. Everyone may see everyone's name.
+    pub fn may_see_details_of(&self, other: &PopugId) -> bool {
+        self.id == *other || self.role.may(Permission::ListPopugs)
+    }
+
     pub fn actor(&self) -> Actor {
         Actor {
             id: self.id.clone(),

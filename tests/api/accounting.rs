@@ -27,7 +27,8 @@ const ACCOUNT: &str = "query($id: ID) { account(popugId: $id) { balance popug { 
                        log { edges { node { kind amount balanceAfter taskId popugId task { id } } } } } }";
 
 async fn prices_are_drawn_once_within_their_ranges(app: TestApp) {
-    let manager = app.user("manager", "mark").await;
+    // An admin: prices show to a task's holder and to bookkeepers only.
+    let manager = app.user("admin", "ada").await;
     for name in ["bob", "carl"] {
         app.user("worker", name).await;
     }
@@ -485,7 +486,8 @@ async fn invariants_hold_under_concurrent_load(app: TestApp) {
 /// before us) holds back no mutation's money: each posts its own events, and answers with its
 /// fee and reward, which the balance then shows.
 async fn a_stuck_consumer_holds_back_no_mutations_money(app: TestApp) {
-    let manager = app.user("manager", "mark").await;
+    // An admin, who sees the prices of the task it creates for bob.
+    let manager = app.user("admin", "ada").await;
     let bob = app.user("worker", "bob").await;
     sqlx::query(
         "INSERT INTO outbox (id, event_type, version, aggregate_id, payload, occurred_at) \

@@ -98,11 +98,13 @@ async fn a_task_tells_who_held_it_and_what_each_move_cost(app: TestApp) {
         "the last holder completed it"
     );
 
-    // A worker sees the moves, and only its own money.
+    // A worker sees the moves, and the money of its own moves; the task's holder sees all of
+    // it, as it sees the task's prices.
     for worker in &workers {
         let seen = app.ok(worker, HISTORY, json!({ "id": id })).await;
+        let holds = worker.id == completer.id;
         for step in seen["task"]["history"].as_array().expect("a history") {
-            let own = step["assignee"]["id"] == worker.id.as_str();
+            let own = holds || step["assignee"]["id"] == worker.id.as_str();
             let money = if step["move"] == "ASSIGNED" {
                 &step["fee"]
             } else {

@@ -8,11 +8,13 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Gateway, TestApp, TestDatabase, User, settled};
 use crate::on_both_backends;
+use crate::ws::Said;
 
 on_both_backends!(
     a_double_clicked_create_makes_one_task,
     twenty_sends_of_one_key_take_effect_once,
     a_run_that_died_is_taken_over_without_a_second_task,
+    a_key_sent_over_a_socket_is_the_same_key,
 );
 
 const CREATE: &str = "mutation($input: CreateTaskInput!) { createTask(input: $input) { id title status assignee { id } } }";
@@ -299,4 +301,81 @@ async fn a_key_outlives_a_kill(database: TestDatabase) {
         .await
         .expect("count tasks");
     assert_eq!(tasks, 1);
+}
+
+/// Over a WebSocket a mutation carries its key as `extensions.idempotencyKey`: sent twice it
+/// takes effect once and answers alike, a retry over HTTP with the same key gets that answer,
+/// the key with another request is refused, and a key that is not one is a bad request.
+async fn a_key_sent_over_a_socket_is_the_same_key(app: TestApp) {
+    let bob = app.user("worker", "bob").await;
+    let mut ws = app.ws("graphql-transport-ws").await;
+    ws.init(&bob.token).await;
+    let keyed = |id: &str, key: Value, title: &str| {
+        json!({ "type": "subscribe", "id": id, "payload": {
+            "query": CREATE,
+            "variables": { "input": { "title": title } },
+            "extensions": { "idempotencyKey": key },
+        } })
+    };
+    let mut answers = Vec::new();
+    for id in ["first", "again"] {
+        ws.send(keyed(id, json!("socket-key-1"), "Preen")).await;
+        let next = ws.message().await;
+        assert_eq!(next["type"], "next", "{next}");
+        assert_eq!(next["id"], id);
+        let complete = ws.message().await;
+        assert_eq!(complete["type"], "complete", "{complete}");
+        answers.push(next["payload"].clone());
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert!(
+        answers[0]["data"]["createTask"]["id"].is_string(),
+        "{}",
+        answers[0]
+    );
+    assert_eq!(effects(&app, &bob).await.0, 1);
+
+    let client = reqwest::Client::new();
+    let (status, body) = send(
+        &client,
+        &app.url("/graphql"),
+        &bob.token,
+        "socket-key-1",
+        CREATE,
+        json!({ "input": { "title": "Preen" } }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), answers[0]);
+
+    ws.send(keyed("other", json!("socket-key-1"), "Something else"))
+        .await;
+    let refused = ws.message().await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(
+        refused["payload"][0]["extensions"]["code"],
+        "IDEMPOTENCY_KEY_REUSED"
+    );
+    for (id, bad) in [
+        ("number", json!(7)),
+        ("empty", json!("")),
+        ("long", json!("k".repeat(256))),
+    ] {
+        ws.send(keyed(id, bad, "Preen")).await;
+        let refused = ws.message().await;
+        assert_eq!(refused["type"], "error", "{refused}");
+        assert_eq!(
+            refused["payload"][0]["extensions"]["code"], "BAD_REQUEST",
+            "{refused}"
+        );
+    }
+    assert_eq!(
+        effects(&app, &bob).await.0,
+        1,
+        "nothing refused took effect"
+    );
+    assert!(matches!(
+        ws.said(std::time::Duration::from_millis(200)).await,
+        Said::Silent
+    ));
 }

@@ -209,14 +209,5 @@ async fn the_admin_query_checks_the_ledger_and_sets_the_metric() {
 
 /// `/metrics` shows `line`.
 async fn assert_gauge(app: &TestApp, line: &str) {
-    let metrics = reqwest::get(app.url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    assert!(
-        metrics.lines().any(|l| l == line),
-        "no `{line}` in:\n{metrics}"
-    );
+    app.scrape_until(line).await;
 }

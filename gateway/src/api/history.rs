@@ -8,7 +8,7 @@ use accounting_domain::{AccountingError, EntryKind, Ledger, LogEntry};
 use async_graphql::dataloader::Loader;
 use async_graphql::{Context, Enum, Object};
 use chrono::{DateTime, Utc};
-use task_domain::{PopugId, TaskId};
+use task_domain::{PopugId, Task, TaskId};
 
 use super::popug::PopugObject;
 use super::{ApiResult, ContextExt, load_popug};
@@ -108,13 +108,14 @@ impl TaskHistoryEntry {
         self.cause
     }
 
-    /// The fee this assignment charged: shown to the assignee and to bookkeepers, else null.
+    /// The fee this assignment charged: shown to this move's popug, the task's assignee and
+    /// bookkeepers, else null.
     async fn fee(&self) -> Option<i64> {
         (self.shows_money && self.entry.kind == EntryKind::TaskAssigned)
             .then_some(-self.entry.amount)
     }
 
-    /// The reward of the completion: shown to the completer and to bookkeepers, else null.
+    /// The reward of the completion: shown as `fee` is.
     async fn reward(&self) -> Option<i64> {
         (self.shows_money && self.entry.kind == EntryKind::TaskCompleted)
             .then_some(self.entry.amount)
@@ -126,16 +127,14 @@ impl TaskHistoryEntry {
     }
 }
 
-/// The last `count` moves of `task`, oldest first, as `ctx`'s popug may see them.
-pub async fn of(
-    ctx: &Context<'_>,
-    task: &TaskId,
-    count: usize,
-) -> ApiResult<Vec<TaskHistoryEntry>> {
+/// The last `count` moves of `task`, oldest first, as `ctx`'s popug may see them: the task's
+/// holder sees the prices the task shows them anyway, a popug the money of its own moves.
+pub async fn of(ctx: &Context<'_>, task: &Task, count: usize) -> ApiResult<Vec<TaskHistoryEntry>> {
     let viewer = ctx.actor()?;
+    let holds = viewer.may_see_money_of(&task.assignee_id);
     let mut entries = ctx
         .history_loader()
-        .load_one((task.clone(), count))
+        .load_one((task.id.clone(), count))
         .await?
         .unwrap_or_default();
     // The move before the ones shown, when there is one: it says who held the task then.
@@ -161,7 +160,7 @@ pub async fn of(
             _ => (None, None),
         };
         moves.push(TaskHistoryEntry {
-            shows_money: viewer.may_see_money_of(&entry.popug_id),
+            shows_money: holds || viewer.may_see_money_of(&entry.popug_id),
             entry,
             previous_assignee,
             cause,

@@ -35,17 +35,29 @@ impl PopugObject {
         &self.0.name
     }
 
-    async fn email(&self) -> Option<&str> {
-        self.0.email.as_deref()
+    /// Shown to the popug themselves and to those who may list popugs (admins, managers,
+    /// accountants); null for anyone else, and when the auth service gave none.
+    async fn email(&self, ctx: &Context<'_>) -> ApiResult<Option<&str>> {
+        Ok(self.details(ctx)?.and_then(|p| p.email.as_deref()))
     }
 
-    async fn role(&self) -> RoleValue {
-        self.0.role.into()
+    /// Shown as `email` is; null for anyone else.
+    async fn role(&self, ctx: &Context<'_>) -> ApiResult<Option<RoleValue>> {
+        Ok(self.details(ctx)?.map(|p| p.role.into()))
     }
 
     /// False once the auth service deactivated the popug: it can no longer act or be assigned.
-    async fn active(&self) -> bool {
-        self.0.active
+    /// Shown as `email` is; null for anyone else.
+    async fn active(&self, ctx: &Context<'_>) -> ApiResult<Option<bool>> {
+        Ok(self.details(ctx)?.map(|p| p.active))
+    }
+}
+
+impl PopugObject {
+    /// The popug, when the caller may see more of them than their name.
+    fn details(&self, ctx: &Context<'_>) -> ApiResult<Option<&Popug>> {
+        let viewer = ctx.actor()?;
+        Ok(viewer.may_see_details_of(&self.0.id).then_some(&self.0))
     }
 }
 

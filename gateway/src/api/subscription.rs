@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use accounting_domain::Prices;
 use async_graphql::futures_util::Stream;
 use async_graphql::{Context, ID, MergedObject, Object, Subscription};
 use ates_events::Contract;
@@ -221,9 +222,11 @@ impl Assignment {
         }
     }
 
-    /// The fee this assignment charged the assignee.
+    /// The fee this assignment charged the assignee: shown to the assignee and to
+    /// bookkeepers, else null.
     async fn fee(&self, ctx: &Context<'_>) -> ApiResult<Option<i64>> {
-        Ok(task_prices(ctx, &TaskId(self.0.task_id.clone()))
+        let assignee = PopugId(self.0.assignee_id.clone());
+        Ok(prices_of(ctx, &assignee, &self.0.task_id)
             .await?
             .map(|p| p.assign_fee))
     }
@@ -241,9 +244,10 @@ impl Completion {
         load_popug(ctx, &PopugId(self.0.completer_id.clone())).await
     }
 
-    /// The reward this completion paid.
+    /// The reward this completion paid: shown to the completer and to bookkeepers, else null.
     async fn reward(&self, ctx: &Context<'_>) -> ApiResult<Option<i64>> {
-        Ok(task_prices(ctx, &TaskId(self.0.task_id.clone()))
+        let completer = PopugId(self.0.completer_id.clone());
+        Ok(prices_of(ctx, &completer, &self.0.task_id)
             .await?
             .map(|p| p.reward))
     }
@@ -252,4 +256,12 @@ impl Completion {
     async fn task_id(&self) -> ID {
         global_id(Kind::Task, &self.0.task_id)
     }
+}
+
+/// The prices of `task`, when the caller may see `owner`'s money.
+async fn prices_of(ctx: &Context<'_>, owner: &PopugId, task: &str) -> ApiResult<Option<Prices>> {
+    if !ctx.actor()?.may_see_money_of(owner) {
+        return Ok(None);
+    }
+    task_prices(ctx, &TaskId(task.to_owned())).await
 }

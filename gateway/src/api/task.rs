@@ -25,7 +25,12 @@ pub enum TaskStatusValue {
 pub struct TaskObject(pub Task);
 
 impl TaskObject {
+    /// The task's prices, when the caller may see them: its holder's money, so the holder's
+    /// and the bookkeepers'. Nobody else may add up what another popug paid and earned.
     async fn prices(&self, ctx: &Context<'_>) -> ApiResult<Option<Prices>> {
+        if !ctx.actor()?.may_see_money_of(&self.0.assignee_id) {
+            return Ok(None);
+        }
         task_prices(ctx, &self.0.id).await
     }
 }
@@ -86,15 +91,15 @@ impl TaskObject {
         load_popug(ctx, &self.0.created_by).await
     }
 
-    /// Debited from the assignee at every assignment: 10..=20. Accounting prices a task before
-    /// the creating mutation answers; when it cannot (it is stuck), this is null with an
+    /// Debited from the assignee at every assignment: 10..=20. Shown to the task's assignee and
+    /// to bookkeepers (admins, accountants); null for anyone else. Accounting prices a task
+    /// before the creating mutation answers; when it cannot (it is stuck), this is null with an
     /// `ACCOUNTING_PENDING` error.
     async fn assign_fee(&self, ctx: &Context<'_>) -> ApiResult<Option<i64>> {
         Ok(self.prices(ctx).await?.map(|p| p.assign_fee))
     }
 
-    /// Credited to the completer: 20..=40. Null only with an `ACCOUNTING_PENDING` error, as
-    /// `assignFee`.
+    /// Credited to the completer: 20..=40. Shown as `assignFee` is.
     async fn reward(&self, ctx: &Context<'_>) -> ApiResult<Option<i64>> {
         Ok(self.prices(ctx).await?.map(|p| p.reward))
     }
@@ -108,8 +113,8 @@ impl TaskObject {
     }
 
     /// The task's last moves (its assignments, then its completion), oldest first: read from
-    /// the ledger, so a move shows once accounting has it. Fees and rewards follow the rule of
-    /// money: the popug's own, or everyone's for bookkeepers; others are null.
+    /// the ledger, so a move shows once accounting has it. Fees and rewards show to the
+    /// task's assignee, to the popug of the move and to bookkeepers; others see null.
     #[graphql(complexity = "1 + super::history::moves(last) * child_complexity")]
     async fn history(
         &self,
@@ -124,7 +129,7 @@ impl TaskObject {
                 "history(last:) is 1 to {max}"
             )));
         }
-        super::history::of(ctx, &self.0.id, super::history::moves(last)).await
+        super::history::of(ctx, &self.0, super::history::moves(last)).await
     }
 }
 

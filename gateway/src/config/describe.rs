@@ -64,6 +64,7 @@ fn unset(key: &str) -> &'static str {
         "tls_ca_file" => "<unset: the system's roots only>",
         "clock_file" => "<unset: the system clock>",
         "cors_origins" => "<unset: no other origin>",
+        "metrics_token" => "<unset: /metrics is not served>",
         _ => "<unset>",
     }
 }

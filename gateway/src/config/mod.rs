@@ -74,9 +74,16 @@ pub struct Server {
     #[arg(long, env = "ATES_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<String>,
 
-    /// Serve `GET /metrics` (Prometheus text) and record what it shows.
+    /// Record metrics, and serve them at `GET /metrics` (Prometheus text) to whoever holds
+    /// `metrics_token`.
     #[arg(long, env = "ATES_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics: bool,
+
+    /// The bearer token Prometheus sends to `GET /metrics`. Without one, `/metrics` is not
+    /// served: what the gateway does is for its operators, not for whoever finds the port.
+    #[arg(long, env = "ATES_METRICS_TOKEN", hide_env_values = true)]
+    #[serde(serialize_with = "describe::secret")]
+    pub metrics_token: Option<String>,
 
     /// After SIGTERM: how long `/readyz` answers 503 while requests are still taken, so that
     /// the load balancer stops sending new ones, in milliseconds.

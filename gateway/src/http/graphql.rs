@@ -13,7 +13,7 @@
 //! - Too many mutations from one popug get 429 (`RATE_LIMITED`); a request over its time, or
 //!   one that found no free database connection, gets 503.
 //! - A mutation sent with an `Idempotency-Key` runs at most once for its popug and key
-//!   ([`keyed`]).
+//!   ([`super::keyed`]).
 
 use std::collections::HashMap;
 
@@ -29,53 +29,15 @@ use crate::body;
 use crate::media::{Media, negotiate};
 use crate::nesting;
 
-mod keyed;
 mod request;
 
-use crate::refusal::{
-    self, BAD_REQUEST, PARSE_FAILED, RATE_LIMITED, RATE_LIMITED_MESSAGE, SERVICE_UNAVAILABLE,
-    TIMEOUT, VALIDATION_FAILED,
-};
+use crate::refusal::{self, BAD_REQUEST, RATE_LIMITED, RATE_LIMITED_MESSAGE};
 use crate::session::Session;
 use crate::state::AppState;
 use request::graphql_request;
 
-/// A GraphQL answer: its status, the codes of its errors, and its body, serialized once.
-struct Answer {
-    status: StatusCode,
-    codes: Vec<String>,
-    body: Vec<u8>,
-    /// The document failed before it could run (parse, validation, variables): its status
-    /// depends on the media type.
-    request_error: bool,
-}
-
-/// The body of a request that failed before it ran: errors only, no `data` key.
-#[derive(serde::Serialize)]
-struct Unrun<'a> {
-    errors: &'a [async_graphql::ServerError],
-}
-
-impl Answer {
-    /// A request that could not run, as a parse or validation failure: its status depends
-    /// on the media type.
-    fn request_error(code: &str, message: &str) -> Self {
-        Self {
-            request_error: true,
-            ..Self::refused(StatusCode::BAD_REQUEST, code, message)
-        }
-    }
-
-    /// A request refused before it ran: a GraphQL error body with a code.
-    fn refused(status: StatusCode, code: &str, message: &str) -> Self {
-        Self {
-            status,
-            codes: vec![code.to_owned()],
-            body: refusal::body(code, message),
-            request_error: false,
-        }
-    }
-}
+use super::answer::{Answer, run_by, timed_out};
+use super::keyed;
 
 fn respond_bytes(media: Media, status: StatusCode, bytes: Vec<u8>) -> Response {
     let mut response = (status, bytes).into_response();
@@ -337,60 +299,6 @@ async fn answer(
     let request = request.data(session).data(Loaders::new(&app.services));
     match keyed_by {
         Some((popug, key)) => keyed::run(app, &popug, &key, request, deadline).await,
-        None => run_request(app, request, deadline).await,
-    }
-}
-
-fn timed_out(app: &AppState) -> Answer {
-    tracing::warn!(timeout = ?app.limits.request_timeout, "request timed out");
-    Answer::refused(
-        StatusCode::SERVICE_UNAVAILABLE,
-        TIMEOUT,
-        "the request took too long and was stopped",
-    )
-}
-
-/// Executes a request that carries its session and loaders, by `deadline`.
-async fn run_request(
-    app: &AppState,
-    request: async_graphql::Request,
-    deadline: tokio::time::Instant,
-) -> Answer {
-    let Ok(response) = tokio::time::timeout_at(deadline, app.schema.execute(request)).await else {
-        return timed_out(app);
-    };
-    let codes: Vec<String> = response
-        .errors
-        .iter()
-        .map(
-            |e| match e.extensions.as_ref().and_then(|x| x.get("code")) {
-                Some(async_graphql::Value::String(code)) => code.clone(),
-                _ => "UNKNOWN".to_owned(),
-            },
-        )
-        .collect();
-    let has = |code: &str| codes.iter().any(|c| c == code);
-    let request_error = has(PARSE_FAILED) || has(VALIDATION_FAILED);
-    let status = if request_error {
-        StatusCode::BAD_REQUEST
-    } else if response.data == async_graphql::Value::Null && has(SERVICE_UNAVAILABLE) {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
-    };
-    // Straight from the response to bytes: the keys keep the selection's order, as the
-    // specification asks, and nothing is copied on the way.
-    let body = if request_error {
-        serde_json::to_vec(&Unrun {
-            errors: &response.errors,
-        })
-    } else {
-        serde_json::to_vec(&response)
-    };
-    Answer {
-        status,
-        codes,
-        body: body.unwrap_or_else(|_| b"{}".to_vec()),
-        request_error,
+        None => run_by(app, request, deadline).await,
     }
 }

@@ -8,7 +8,6 @@
 //! auth service deactivates its popug or changes its role.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::futures_util::StreamExt as _;
@@ -22,11 +21,13 @@ use tokio::task::AbortHandle;
 
 use async_graphql::parser::types::OperationType;
 
+use super::answer::Answer;
+use super::keyed;
 use crate::api::{Loaders, shape};
 use crate::metrics::{self, Held};
 use crate::nesting;
 use crate::refusal::{
-    self, BAD_USER_INPUT, FORBIDDEN, PARSE_FAILED, RATE_LIMITED, RATE_LIMITED_MESSAGE,
+    self, BAD_REQUEST, BAD_USER_INPUT, FORBIDDEN, PARSE_FAILED, RATE_LIMITED, RATE_LIMITED_MESSAGE,
     SERVICE_UNAVAILABLE, TIMEOUT,
 };
 use crate::session::{Session, bearer, bearer_token};
@@ -102,6 +103,16 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
         reason: Utf8Bytes::from(reason),
     };
     let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
+/// Ends operation `id` with an error of `code`; false when the socket is gone.
+async fn refuse(socket: &mut WebSocket, id: &str, code: &str, message: &str) -> bool {
+    let error = refusal::errors(code, message);
+    send(
+        socket,
+        json!({ "type": "error", "id": id, "payload": error }),
+    )
+    .await
 }
 
 async fn send(socket: &mut WebSocket, message: Value) -> bool {
@@ -195,9 +206,8 @@ async fn serve(
                             break;
                         }
                         if subscriptions.len() >= app.limits.max_subscriptions {
-                            let error = refusal::errors(BAD_USER_INPUT, &format!(
-                                "at most {} subscriptions per connection", app.limits.max_subscriptions));
-                            if !send(&mut socket, json!({ "type": "error", "id": id, "payload": error })).await {
+                            let most = format!("at most {} subscriptions per connection", app.limits.max_subscriptions);
+                            if !refuse(&mut socket, &id, BAD_USER_INPUT, &most).await {
                                 break;
                             }
                             continue;
@@ -211,12 +221,20 @@ async fn serve(
                         };
                         // Refused before anything parses it, as over HTTP; the socket stays.
                         if let Err(too_deep) = nesting::check(&request.query, nesting::MAX_NESTING) {
-                            let error = refusal::errors(PARSE_FAILED, &too_deep.to_string());
-                            if !send(&mut socket, json!({ "type": "error", "id": id, "payload": error })).await {
+                            if !refuse(&mut socket, &id, PARSE_FAILED, &too_deep.to_string()).await {
                                 break;
                             }
                             continue;
                         }
+                        let key = match keyed::idempotency_key_of(&message["payload"]) {
+                            Ok(key) => key,
+                            Err(bad) => {
+                                if !refuse(&mut socket, &id, BAD_REQUEST, bad).await {
+                                    break;
+                                }
+                                continue;
+                            }
+                        };
                         // Each operation runs as the popug is now, not as it was when the
                         // socket opened: a role changed since (by a fresher token, an auth
                         // event or the database) ends the socket, as does deactivation.
@@ -228,8 +246,7 @@ async fn serve(
                                 break;
                             }
                             Err(_) => {
-                                let error = refusal::errors(SERVICE_UNAVAILABLE, "the service is busy: try again in a moment");
-                                if !send(&mut socket, json!({ "type": "error", "id": id, "payload": error })).await {
+                                if !refuse(&mut socket, &id, SERVICE_UNAVAILABLE, "the service is busy: try again in a moment").await {
                                     break;
                                 }
                                 continue;
@@ -240,8 +257,7 @@ async fn serve(
                         if let Some(count) = mutations
                             && !app.rate_limiter.allow(&popug.id.0, count)
                         {
-                            let error = refusal::errors(RATE_LIMITED, RATE_LIMITED_MESSAGE);
-                            if !send(&mut socket, json!({ "type": "error", "id": id, "payload": error })).await {
+                            if !refuse(&mut socket, &id, RATE_LIMITED, RATE_LIMITED_MESSAGE).await {
                                 break;
                             }
                             continue;
@@ -249,8 +265,13 @@ async fn serve(
                         // A query or mutation answers once, within the request timeout; a
                         // subscription runs until it ends or is stopped.
                         let once = mutations.is_some() || !is_subscription(&mut request);
-                        let deadline = once.then_some(app.limits.request_timeout);
-                        let handle = start(&app, &session, protocol, id.clone(), request, deadline, outgoing.clone());
+                        let operation = Operation {
+                            id: id.clone(),
+                            request,
+                            deadline: once.then_some(app.limits.request_timeout),
+                            key: key.filter(|_| mutations.is_some()),
+                        };
+                        let handle = start(&app, &session, protocol, operation, outgoing.clone());
                         subscriptions.insert(id, handle);
                     }
                     ("complete" | "stop", Some(id)) => {
@@ -336,61 +357,79 @@ fn is_subscription(request: &mut async_graphql::Request) -> bool {
     shape::operation(document, name.as_deref()).is_some_and(|o| o.ty == OperationType::Subscription)
 }
 
+/// One operation a socket asked for.
+struct Operation {
+    id: String,
+    request: async_graphql::Request,
+    /// When a query or mutation must have answered; a subscription has none.
+    deadline: Option<Duration>,
+    /// The idempotency key of a mutation that sent one.
+    key: Option<String>,
+}
+
 /// Runs one operation and forwards its results to the socket until it ends or is stopped; one
-/// with a `deadline` is stopped then with `TIMEOUT`.
-#[allow(clippy::too_many_arguments)]
+/// with a deadline is stopped then with `TIMEOUT`. A mutation with an idempotency key runs at
+/// most once for its popug and key, as over HTTP, and is answered again when sent again.
 fn start(
     app: &AppState,
     session: &Session,
     protocol: Protocol,
-    id: String,
-    request: async_graphql::Request,
-    deadline: Option<Duration>,
+    operation: Operation,
     outgoing: mpsc::Sender<Outgoing>,
 ) -> AbortHandle {
+    let Operation {
+        id,
+        request,
+        deadline,
+        key,
+    } = operation;
     let request = request
         .data(session.clone())
         .data(Loaders::new(&app.services));
-    let turns = match session {
-        Session::Popug(popug) => Some((Arc::clone(&app.turns), popug.id.0.clone())),
+    let popug = match session {
+        Session::Popug(popug) => Some(popug.id.0.clone()),
         _ => None,
     };
-    let stream = app.schema.execute_stream(request);
-    let measured = app.metrics;
+    let app = app.clone();
     tokio::spawn(async move {
-        let _running = measured.then(|| Held::new(metrics::SUBSCRIPTIONS));
-        tokio::pin!(stream);
+        let _running = app.metrics.then(|| Held::new(metrics::SUBSCRIPTIONS));
         let deadline = deadline.map(|d| tokio::time::Instant::now() + d);
+        let timed_out = |id: String| {
+            let error = refusal::errors(TIMEOUT, "the request took too long and was stopped");
+            let message = json!({ "type": "error", "id": id, "payload": error });
+            Outgoing::Failed(id, message.to_string())
+        };
         // A query or mutation takes one of its popug's turns, as over HTTP; a subscription
         // waits on the feed, not the database, and takes none.
-        let _turn = match (&turns, deadline) {
-            (Some((turns, popug)), Some(deadline)) => {
-                match tokio::time::timeout_at(deadline, turns.take(popug)).await {
+        let _turn = match (&popug, deadline) {
+            (Some(popug), Some(deadline)) => {
+                match tokio::time::timeout_at(deadline, app.turns.take(popug)).await {
                     Ok(turn) => Some(turn),
                     Err(_) => {
-                        let error =
-                            refusal::errors(TIMEOUT, "the request took too long and was stopped");
-                        let message = json!({ "type": "error", "id": id, "payload": error });
-                        let _ = outgoing
-                            .send(Outgoing::Failed(id, message.to_string()))
-                            .await;
+                        let _ = outgoing.send(timed_out(id)).await;
                         return;
                     }
                 }
             }
             _ => None,
         };
+        if let (Some(popug), Some(key), Some(deadline)) = (&popug, &key, deadline) {
+            let answer = keyed::run(&app, popug, key, request, deadline).await;
+            for message in answered(protocol, id, &answer) {
+                if outgoing.send(message).await.is_err() {
+                    return;
+                }
+            }
+            return;
+        }
+        let stream = app.schema.execute_stream(request);
+        tokio::pin!(stream);
         loop {
             let next = match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, stream.next()).await {
                     Ok(next) => next,
                     Err(_) => {
-                        let error =
-                            refusal::errors(TIMEOUT, "the request took too long and was stopped");
-                        let message = json!({ "type": "error", "id": id, "payload": error });
-                        let _ = outgoing
-                            .send(Outgoing::Failed(id, message.to_string()))
-                            .await;
+                        let _ = outgoing.send(timed_out(id)).await;
                         return;
                     }
                 },
@@ -409,4 +448,20 @@ fn start(
         let _ = outgoing.send(Outgoing::Finished(id)).await;
     })
     .abort_handle()
+}
+
+/// The messages that carry an answer given under an idempotency key: its result and the end
+/// of the operation, or, for a refusal (the key still running, or sent with another request),
+/// the error that ends it.
+fn answered(protocol: Protocol, id: String, answer: &Answer) -> Vec<Outgoing> {
+    let body: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+    if body.get("data").is_some() {
+        let message = json!({ "type": protocol.next(), "id": id, "payload": body });
+        return vec![
+            Outgoing::Message(message.to_string()),
+            Outgoing::Finished(id),
+        ];
+    }
+    let message = json!({ "type": "error", "id": id, "payload": body["errors"] });
+    vec![Outgoing::Failed(id, message.to_string())]
 }

@@ -7,12 +7,14 @@
 //! - `nats`: the outbox relayed to JetStream, and auth events consumed from it;
 //! - `day_close`: the schedule that closes each business day;
 //! - `delivery`: payouts to the `payments` system and mail through the `mailer`;
-//! - `sweep`: expired idempotency keys forgotten.
+//! - `sweep`: expired idempotency keys forgotten;
+//! - `gauges`: the database's figures for `/metrics`, read on their own interval.
 
 pub mod accounting;
 pub mod day_close;
 pub mod delivery;
 pub mod feed;
+pub mod gauges;
 mod mailer;
 pub mod nats;
 mod payments;

@@ -2,7 +2,7 @@
 // paged; and "Shuffle open tasks", confirmed first, reporting what it did.
 
 import { request } from '../api.js';
-import { h, money, pager, table, time } from '../dom.js';
+import { h, pager, price, table, time } from '../dom.js';
 import { wordsFor } from '../words.js';
 
 const PAGE = 25;
@@ -37,12 +37,15 @@ export async function trackerPage(main, { notify, fail }) {
             task.jiraId ?? '',
             task.status.toLowerCase(),
             task.assignee.name,
-            [money(-task.assignFee), 'num'],
-            [money(task.reward), 'num'],
+            [price(task.assignFee, { debit: true }), 'num'],
+            [price(task.reward), 'num'],
             time(task.createdAt),
           ]),
           'No task matches.',
         ),
+        tasks.nodes.some((task) => task.assignFee === null)
+          ? h('p', { class: 'hint' }, 'A task’s fee and reward show to its assignee, admins and accountants only (—).')
+          : null,
         pager(tasks.pageInfo, PAGE, show, 'Pages of tasks'),
       );
     } catch (error) {

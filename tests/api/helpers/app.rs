@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use sqlx::Row as _;
 
 use super::fakes::{PaymentSystem, SmtpServer};
-use super::{EVENTS_SECRET, SECRET};
+use super::{EVENTS_SECRET, METRICS_TOKEN, SECRET};
 
 /// The global id the API gives the object of type `kind` whose own key is `key`: the type and
 /// the key, `Task:0193…`, in unpadded URL-safe base64.
@@ -176,6 +176,30 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// `GET /metrics` as Prometheus scrapes it, with the metrics token.
+    pub async fn scrape(&self) -> reqwest::Response {
+        self.client
+            .get(self.url("/metrics"))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .expect("the gateway answers")
+    }
+
+    /// The text of `/metrics` once `line` is in it: the database's figures are read on an
+    /// interval of their own, not by the scrape.
+    pub async fn scrape_until(&self, line: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let text = self.scrape().await.text().await.expect("text");
+            if text.lines().any(|l| l == line) || std::time::Instant::now() > deadline {
+                assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+                return text;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
     /// Posts a GraphQL request and returns the whole response body.
     pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
         let mut request = self
@@ -314,6 +338,7 @@ pub fn config(database_url: Option<String>, data_dir: PathBuf) -> Config {
     config.server.data_dir = data_dir;
     config.auth.jwt_secret = Some(SECRET.into());
     config.auth.auth_events_secret = Some(EVENTS_SECRET.into());
+    config.server.metrics_token = Some(METRICS_TOKEN.into());
     // Tests send bursts of mutations; the rate limit has its own test.
     config.limits.mutations_per_second = 0;
     config

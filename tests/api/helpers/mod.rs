@@ -19,6 +19,8 @@ pub const SECRET: &str = "test-secret-shared-with-the-auth-service";
 
 /// What the auth service signs the events it posts with.
 pub const EVENTS_SECRET: &str = "test-secret-of-auth-events";
+/// The bearer token `/metrics` takes in tests.
+pub const METRICS_TOKEN: &str = "test-token-of-prometheus";
 
 /// What a scenario runs on: a started gateway ([`TestApp`]) or just a fresh database
 /// ([`TestDatabase`]), on each backend.

@@ -1,12 +1,10 @@
 //! Reading a GraphQL request: the request object the specification describes, its persisted
-//! query when it sends a hash instead of a text, and the kind of operation it would run.
+//! query when it sends a hash instead of a text.
 
-use async_graphql::parser::types::{OperationDefinition, Selection};
 use axum::http::StatusCode;
 use serde_json::Value;
 
 use super::Answer;
-use crate::api::shape;
 use crate::nesting;
 use crate::persisted::{PersistedQueries, Unpersisted};
 use crate::refusal::{
@@ -70,24 +68,4 @@ pub(super) fn graphql_request(
         return Err(malformed("operationName must be a string"));
     }
     serde_json::from_value(Value::Object(object)).map_err(|_| malformed("the request is malformed"))
-}
-
-/// The fields at the root of the operation the request would run; `None` when the document
-/// does not parse, or its root spreads a fragment.
-pub(super) fn root_fields(request: &mut async_graphql::Request) -> Option<Vec<String>> {
-    operation(request)?
-        .selection_set
-        .node
-        .items
-        .iter()
-        .map(|selection| match &selection.node {
-            Selection::Field(field) => Some(field.node.name.node.to_string()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn operation(request: &mut async_graphql::Request) -> Option<&OperationDefinition> {
-    let name = request.operation_name.clone();
-    shape::operation(request.parsed_query().ok()?, name.as_deref())
 }

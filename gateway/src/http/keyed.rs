@@ -12,12 +12,14 @@
 //!   run again under its key.
 //! - Answers that say "try again" (503: busy, timed out) are not kept, so a retry runs.
 //! - Keys are kept for `ATES_IDEMPOTENCY_KEEP_SECS` (24 h), then swept.
+//! - Over HTTP the key is the `Idempotency-Key` header; over a WebSocket, the operation's
+//!   `extensions.idempotencyKey`. Both share one store: a retry may come by either.
 
 use ates_db::idempotency::{self, Claimed, Key, Terms};
 use axum::http::{HeaderMap, StatusCode};
 use sha2::{Digest as _, Sha256};
 
-use super::{Answer, request::root_fields, run_request};
+use super::answer::{Answer, root_fields, run_by};
 use crate::api::Keyed;
 use crate::refusal::{
     CONFLICT, IDEMPOTENCY_KEY_REUSED, INTERNAL_SERVER_ERROR, SERVICE_UNAVAILABLE,
@@ -42,12 +44,31 @@ pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, &'s
     let Some(value) = headers.get(HEADER) else {
         return Ok(None);
     };
-    let bad = "an Idempotency-Key is 1 to 255 printable ASCII characters";
-    let key = value.to_str().map_err(|_| bad)?;
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
-        return Err(bad);
+    checked(value.to_str().map_err(|_| BAD_KEY)?).map(Some)
+}
+
+/// The key a WebSocket operation carries as its `extensions.idempotencyKey`, held to the rule
+/// of the header.
+pub(super) fn idempotency_key_of(
+    payload: &serde_json::Value,
+) -> Result<Option<String>, &'static str> {
+    match payload.get("extensions").and_then(|e| e.get(EXTENSION)) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(key)) => checked(key).map(Some),
+        Some(_) => Err(BAD_KEY),
     }
-    Ok(Some(key.to_owned()))
+}
+
+/// Where a WebSocket operation carries its key.
+const EXTENSION: &str = "idempotencyKey";
+
+const BAD_KEY: &str = "an Idempotency-Key is 1 to 255 printable ASCII characters";
+
+fn checked(key: &str) -> Result<String, &'static str> {
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+        return Err(BAD_KEY);
+    }
+    Ok(key.to_owned())
 }
 
 /// Runs a mutation under `key` of `popug`'s, or answers for the run that holds the key.
@@ -111,7 +132,7 @@ pub(super) async fn run(
                 key: key.key.to_owned(),
                 claimed_at,
             };
-            let answer = run_request(app, request.data(keyed), deadline).await;
+            let answer = run_by(app, request.data(keyed), deadline).await;
             let kept = if answer.status == StatusCode::SERVICE_UNAVAILABLE {
                 idempotency::abandon(&app.db, key).await
             } else {
