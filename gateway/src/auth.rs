@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -110,7 +110,7 @@ pub struct InvalidToken(String);
 /// Where verification keys come from.
 enum Keys {
     Fixed(Arc<DecodingKey>),
-    Jwks(Jwks),
+    Jwks(Arc<Jwks>),
 }
 
 pub struct Authenticator {
@@ -149,14 +149,14 @@ impl Authenticator {
     /// RS256 with the keys of the auth service's JWKS, chosen by `kid`.
     pub fn jwks(jwks: Jwks, config: &Config) -> Self {
         Self {
-            keys: Keys::Jwks(jwks),
+            keys: Keys::Jwks(Arc::new(jwks)),
             validation: validation(Algorithm::RS256, config),
             encoding: None,
         }
     }
 
     /// The JWKS, when keys come from one.
-    pub fn key_set(&self) -> Option<&Jwks> {
+    pub fn key_set(&self) -> Option<&Arc<Jwks>> {
         match &self.keys {
             Keys::Jwks(jwks) => Some(jwks),
             Keys::Fixed(_) => None,
@@ -196,12 +196,19 @@ impl Authenticator {
 /// Longest `kid` looked up; anything longer is refused without a fetch.
 const MAX_KID_CHARS: usize = 256;
 
+/// How long a token with a `kid` we do not hold waits for the fetch it set off. A provider that
+/// hangs costs such a request this much, and no other request anything.
+const UNKNOWN_KID_WAIT: Duration = Duration::from_secs(1);
+
 /// The auth service's JSON Web Key Set, cached.
 ///
-/// A `kid` not in the cache triggers a fetch, but at most one per `min_refresh` whatever the
-/// number of tokens asking (a flood of made-up `kid`s costs one fetch per interval); concurrent
-/// askers wait for the fetch in flight. A set older than `max_age` is fetched again on use, and
-/// a fetched set replaces the cache whole, so a key the auth service removed stops working.
+/// A request never waits on the auth service for a key the cache holds: [`Jwks::keep_fresh`]
+/// fetches the set again in the background every `max_age` (and every `min_refresh` while
+/// fetches fail). A `kid` not in the cache sets off a fetch, but at most one per `min_refresh`
+/// whatever the number of tokens asking (a flood of made-up `kid`s costs one fetch per
+/// interval), and its request waits [`UNKNOWN_KID_WAIT`] at most. A fetched set replaces the
+/// cache whole, so a key the auth service removed stops working; a failed fetch keeps the keys
+/// already held.
 pub struct Jwks {
     url: String,
     client: reqwest::Client,
@@ -233,16 +240,36 @@ impl Jwks {
         }
     }
 
-    /// The cached key of `kid`, and whether the cache is older than `max_age`.
-    fn cached(&self, kid: &str) -> (Option<Arc<DecodingKey>>, bool) {
+    /// The cached key of `kid`.
+    fn cached(&self, kid: &str) -> Option<Arc<DecodingKey>> {
         let cache = self.cache.read().expect("the key cache is never poisoned");
-        let stale = cache
-            .fetched_at
-            .is_none_or(|at| at.elapsed() >= self.max_age);
-        (cache.keys.get(kid).cloned(), stale)
+        cache.keys.get(kid).cloned()
     }
 
-    async fn key_for(&self, token: &str) -> Result<Arc<DecodingKey>, InvalidToken> {
+    /// How long until the set should be fetched again: `max_age` after the last good fetch of
+    /// a set that holds keys, and `min_refresh` (at least a second) while there is none.
+    fn next_fetch_in(&self) -> Duration {
+        let cache = self.cache.read().expect("the key cache is never poisoned");
+        match cache.fetched_at {
+            Some(at) if !cache.keys.is_empty() => self.max_age.saturating_sub(at.elapsed()),
+            _ => self.min_refresh.max(Duration::from_secs(1)),
+        }
+    }
+
+    /// Fetches the set again whenever [`Jwks::next_fetch_in`] says, for as long as the set is
+    /// in use (it ends when the last [`Authenticator`] holding it is dropped).
+    pub async fn keep_fresh(jwks: Weak<Jwks>) {
+        loop {
+            let Some(wait) = jwks.upgrade().map(|set| set.next_fetch_in()) else {
+                return;
+            };
+            tokio::time::sleep(wait.max(Duration::from_millis(100))).await;
+            let Some(set) = jwks.upgrade() else { return };
+            set.refresh().await;
+        }
+    }
+
+    async fn key_for(self: &Arc<Self>, token: &str) -> Result<Arc<DecodingKey>, InvalidToken> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| InvalidToken(e.to_string()))?;
         if header.alg != Algorithm::RS256 {
             return Err(InvalidToken(format!("algorithm {:?}", header.alg)));
@@ -251,21 +278,23 @@ impl Jwks {
             .kid
             .filter(|kid| kid.chars().count() <= MAX_KID_CHARS)
             .ok_or_else(|| InvalidToken("no usable kid".into()))?;
-        match self.cached(&kid) {
-            (Some(key), false) => return Ok(key),
-            (_, _) => self.refresh().await,
+        if let Some(key) = self.cached(&kid) {
+            return Ok(key);
         }
+        // A fetch of its own task, so that a provider that hangs holds it up and not us.
+        let set = Arc::clone(self);
+        let fetch = tokio::spawn(async move { set.refresh().await });
+        let _ = tokio::time::timeout(UNKNOWN_KID_WAIT, fetch).await;
         self.cached(&kid)
-            .0
             .ok_or_else(|| InvalidToken(format!("kid {kid:?} is not in the JWKS")))
     }
 
-    /// Fetches the set unless a fetch started less than `min_refresh` ago. A failed fetch
-    /// keeps the keys already held.
-    pub async fn refresh(&self) {
+    /// Fetches the set unless a fetch started less than `min_refresh` ago: whether it was
+    /// fetched, or `None` when it was too soon. A failed fetch keeps the keys already held.
+    pub async fn refresh(&self) -> Option<bool> {
         let mut last = self.last_fetch.lock().await;
         if last.is_some_and(|at| at.elapsed() < self.min_refresh) {
-            return;
+            return None;
         }
         *last = Some(Instant::now());
         match self.fetch().await {
@@ -275,9 +304,11 @@ impl Jwks {
                     keys,
                     fetched_at: Some(Instant::now()),
                 };
+                Some(true)
             }
             Err(error) => {
-                tracing::warn!(url = %self.url, error = %format!("{error:#}"), "JWKS fetch failed")
+                tracing::warn!(url = %self.url, error = %format!("{error:#}"), "JWKS fetch failed");
+                Some(false)
             }
         }
     }

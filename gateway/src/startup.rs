@@ -52,8 +52,10 @@ impl App {
         }
         let (auth, dev_secret) = authenticator(config)?;
         if let Some(jwks) = auth.key_set() {
-            // Keys at hand for the first requests; a failure here is retried on use.
+            // Keys at hand for the first requests; from then on they are fetched in the
+            // background, and a failure here is retried there.
             jwks.refresh().await;
+            tokio::spawn(Jwks::keep_fresh(Arc::downgrade(jwks)));
         }
         let calendar = calendar(config)?;
         let db = connect(config).await?;

@@ -2,7 +2,7 @@
 //! counts its fetches and can rotate its keys.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,13 +15,18 @@ use serde_json::json;
 use crate::helpers::{TestApp, TestDatabase, global_id};
 use crate::on_both_backends;
 
-on_both_backends!(jwks_keys_rotate_and_unknown_kids_are_rate_limited);
+on_both_backends!(
+    jwks_keys_rotate_and_unknown_kids_are_rate_limited,
+    a_hanging_auth_service_holds_up_no_request
+);
 
 /// The auth service's key set endpoint.
 #[derive(Clone, Default)]
 struct KeyServer {
     set: Arc<Mutex<Vec<Jwk>>>,
     fetches: Arc<AtomicUsize>,
+    /// While set, a fetch is accepted and never answered.
+    hanging: Arc<AtomicBool>,
 }
 
 impl KeyServer {
@@ -31,6 +36,9 @@ impl KeyServer {
                 "/.well-known/jwks.json",
                 axum::routing::get(|State(server): State<KeyServer>| async move {
                     server.fetches.fetch_add(1, Ordering::SeqCst);
+                    if server.hanging.load(Ordering::SeqCst) {
+                        std::future::pending::<()>().await;
+                    }
                     let keys = server.set.lock().unwrap().clone();
                     axum::Json(JwkSet { keys })
                 }),
@@ -134,4 +142,59 @@ async fn jwks_keys_rotate_and_unknown_kids_are_rate_limited(database: TestDataba
         .await;
     assert_eq!(code, "UNAUTHENTICATED");
     assert_eq!(keys.fetches(), 2);
+}
+
+/// The keys grow old while the auth service hangs: requests with a key the gateway holds are
+/// answered at once (the set is fetched in the background), and one with a key it does not hold
+/// waits a second at most before its refusal.
+async fn a_hanging_auth_service_holds_up_no_request(database: TestDatabase) {
+    let key = private_key("test-rsa-private.pem");
+    let keys = KeyServer::default();
+    keys.publish(&[("current", &key)]);
+    let url = keys.start().await;
+    let app = TestApp::start_with(database, |config| {
+        config.auth.jwt_secret = None;
+        config.auth.jwks_url = Some(url);
+        config.auth.jwks_max_age_secs = 1;
+        config.auth.jwks_min_refresh_ms = 500;
+    })
+    .await;
+    let sub = uuid::Uuid::new_v4().to_string();
+    let me = "{ me { id } }";
+    let token = signed(&key, "current", &sub);
+    assert_eq!(
+        app.gql(Some(&token), me, json!({})).await["data"]["me"]["id"],
+        global_id("Popug", &sub)
+    );
+
+    keys.hanging.store(true, Ordering::SeqCst);
+    let fetched = keys.fetches();
+    // Past the keys' age: the background fetch has started, and hangs.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while keys.fetches() == fetched {
+        assert!(Instant::now() < deadline, "no fetch in the background");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let asked = Instant::now();
+        let data = app.gql(Some(&token), me, json!({})).await;
+        slowest = slowest.max(asked.elapsed());
+        assert_eq!(data["data"]["me"]["id"], global_id("Popug", &sub), "{data}");
+    }
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a request waited {slowest:?} on the auth service"
+    );
+
+    let asked = Instant::now();
+    let code = app
+        .error_code(Some(&signed(&key, "unknown", &sub)), me, json!({}))
+        .await;
+    assert_eq!(code, "UNAUTHENTICATED");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "an unknown kid waited {:?}",
+        asked.elapsed()
+    );
 }

@@ -132,9 +132,9 @@ pub struct Auth {
     #[arg(long, env = "ATES_JWT_PUBLIC_KEY")]
     pub jwt_public_key: Option<PathBuf>,
 
-    /// The auth service's JWKS URL: RS256 keys chosen by the token's `kid`, refreshed when an
-    /// unknown `kid` shows up (at most once per `ATES_JWKS_MIN_REFRESH_MS`) and when they are
-    /// older than `ATES_JWKS_MAX_AGE_SECS`.
+    /// The auth service's JWKS URL: RS256 keys chosen by the token's `kid`, fetched again in
+    /// the background every `ATES_JWKS_MAX_AGE_SECS`, and when an unknown `kid` shows up (at
+    /// most once per `ATES_JWKS_MIN_REFRESH_MS`).
     #[arg(long, env = "ATES_JWKS_URL")]
     pub jwks_url: Option<String>,
 
@@ -142,7 +142,9 @@ pub struct Auth {
     #[arg(long, env = "ATES_JWKS_MIN_REFRESH_MS", default_value_t = 10_000)]
     pub jwks_min_refresh_ms: u64,
 
-    /// Age in seconds after which the JWKS is fetched again (a removed key then stops working).
+    /// Age in seconds after which the JWKS is fetched again, in the background (a removed key
+    /// then stops working); while fetches fail, they are retried every
+    /// `ATES_JWKS_MIN_REFRESH_MS`.
     #[arg(long, env = "ATES_JWKS_MAX_AGE_SECS", default_value_t = 300)]
     pub jwks_max_age_secs: u64,
 
