@@ -48,7 +48,12 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/", get(web::page))
         .route("/app/{digest}/{*path}", get(web::asset))
-        .route("/graphql", get(graphql_get).post(graphql::post))
+        .route(
+            "/graphql",
+            get(graphql_get)
+                .post(graphql::post)
+                .route_layer(from_fn_with_state(state.clone(), graphql::strangers_pace)),
+        )
         .route("/graphql/ws", get(ws::upgrade))
         .route("/auth/events", post(auth_events::receive))
         .route("/exports/audit-log.csv", get(exports::audit_log))

@@ -17,7 +17,7 @@ use crate::auth::{self, Authenticator, Jwks};
 use crate::auth_events::{AuthEvents, Revocations};
 use crate::config::{self, Config};
 use crate::persisted::PersistedQueries;
-use crate::rate_limit::{RateLimiter, Turns};
+use crate::rate_limit::{Pace, RateLimiter, Turns};
 use crate::serve::ConnectionLimits;
 use crate::session::Sessions;
 use crate::state::{AppState, Limits};
@@ -136,12 +136,20 @@ impl App {
                         },
                         introspection: config.introspection_enabled(),
                     },
+                    Arc::new(Turns::new(
+                        config.limits.requests_per_popug,
+                        config.limits.max_query_complexity,
+                        config.limits.complexity_per_second,
+                    )),
                 ),
                 sessions: Sessions::new(auth, services.popugs.clone()),
                 services,
                 db,
                 rate_limiter: Arc::new(RateLimiter::new(config.limits.mutations_per_second)),
-                turns: Arc::new(Turns::new(config.limits.requests_per_popug)),
+                strangers: Arc::new(Pace::new(
+                    config.limits.anonymous_per_second,
+                    config.limits.anonymous_per_second,
+                )),
                 auth_events,
                 auth_events_secret: config
                     .auth

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use crate::api::{AtesSchema, Services};
 use crate::auth_events::{AuthEvents, Revocations};
 use crate::persisted::PersistedQueries;
-use crate::rate_limit::{RateLimiter, Turns};
+use crate::rate_limit::{Pace, RateLimiter};
 use crate::session::Sessions;
 
 #[derive(Clone)]
@@ -21,8 +21,8 @@ pub struct AppState {
     pub(crate) db: Db,
     pub(crate) limits: Limits,
     pub(crate) rate_limiter: Arc<RateLimiter>,
-    /// Requests one popug may have running at once.
-    pub(crate) turns: Arc<Turns>,
+    /// The pace of GraphQL requests without credentials, all together.
+    pub(crate) strangers: Arc<Pace>,
     pub(crate) auth_events: AuthEvents,
     /// The HMAC secret of `POST /auth/events`; without it only service tokens may post.
     pub(crate) auth_events_secret: Option<Arc<[u8]>>,

@@ -150,6 +150,16 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn start(binary: &Path, database_url: &str, data_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(binary, database_url, data_dir, &[])
+    }
+
+    /// Starts the gateway with more settings in its environment.
+    pub fn start_with(
+        binary: &Path,
+        database_url: &str,
+        data_dir: &Path,
+        settings: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let mut child = Command::new(binary)
             .env("DATABASE_URL", database_url)
             .env("ATES_LISTEN", "127.0.0.1:0")
@@ -158,6 +168,7 @@ impl Gateway {
             .env("ATES_MUTATIONS_PER_SECOND", "0")
             .env("ATES_METRICS", "false")
             .env("RUST_LOG", "error")
+            .envs(settings.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;

@@ -15,6 +15,7 @@ pub mod shape;
 mod statement;
 mod subscription;
 mod task;
+mod turns;
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ use ates_events::outbox::StoredEvent;
 use task_domain::{Permission, Popug, PopugId, Popugs, Tracker};
 
 use crate::auth_events::AuthEvents;
+use crate::rate_limit::Turns;
 use crate::session::Session;
 use crate::workers::accounting::Accounting;
 use crate::workers::delivery::Delivery;
@@ -108,10 +110,11 @@ pub struct QueryLimits {
     pub introspection: bool,
 }
 
-pub fn build_schema(services: Services, limits: QueryLimits) -> AtesSchema {
+pub fn build_schema(services: Services, limits: QueryLimits, turns: Arc<Turns>) -> AtesSchema {
     let builder = schema_builder()
         .data(services)
         .extension(shape::Shape(limits.shape))
+        .extension(turns::TakeTurns(turns))
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity);
     if limits.introspection {

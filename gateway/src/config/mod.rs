@@ -269,8 +269,22 @@ pub struct Limits {
     #[arg(long, env = "ATES_MUTATIONS_PER_SECOND", default_value_t = 20)]
     pub mutations_per_second: u32,
 
-    /// Requests (and operations over WebSocket) one popug may have running at once; more wait
-    /// for a turn, within their time limit.
+    /// Complexity one popug's documents may cost per second together (with a burst of two
+    /// documents at the limit); one that would overspend waits up to 2 s, then is refused with
+    /// `RATE_LIMITED`. 0: unpaced.
+    #[arg(long, env = "ATES_COMPLEXITY_PER_SECOND", default_value_t = 10_000)]
+    pub complexity_per_second: u64,
+
+    /// GraphQL requests without credentials a replica takes per second, all such clients
+    /// together (as many in a burst); more wait up to 1 s, then are refused with 429
+    /// `RATE_LIMITED`. Popugs with a token are never held by strangers. 0: unpaced.
+    #[arg(long, env = "ATES_ANONYMOUS_PER_SECOND", default_value_t = 50)]
+    pub anonymous_per_second: u64,
+
+    /// Turns of each popug: requests (and queries and mutations over WebSocket) take a share of
+    /// them by their complexity against `ATES_MAX_QUERY_COMPLEXITY` (at least one, all of them
+    /// at the limit), so this many light requests run at once and the heaviest one at a time;
+    /// the others wait for their turns, within their time limit.
     #[arg(long, env = "ATES_REQUESTS_PER_POPUG", default_value_t = 4)]
     pub requests_per_popug: usize,
 

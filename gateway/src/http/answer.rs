@@ -6,7 +6,9 @@ use axum::http::StatusCode;
 
 use crate::api::shape;
 
-use crate::refusal::{self, PARSE_FAILED, SERVICE_UNAVAILABLE, TIMEOUT, VALIDATION_FAILED};
+use crate::refusal::{
+    self, PARSE_FAILED, RATE_LIMITED, SERVICE_UNAVAILABLE, TIMEOUT, VALIDATION_FAILED,
+};
 use crate::state::AppState;
 
 /// A GraphQL answer: its status, the codes of its errors, and its body, serialized once.
@@ -81,6 +83,8 @@ pub(crate) async fn run_by(
         StatusCode::BAD_REQUEST
     } else if response.data == async_graphql::Value::Null && has(SERVICE_UNAVAILABLE) {
         StatusCode::SERVICE_UNAVAILABLE
+    } else if response.data == async_graphql::Value::Null && has(RATE_LIMITED) {
+        StatusCode::TOO_MANY_REQUESTS
     } else {
         StatusCode::OK
     };

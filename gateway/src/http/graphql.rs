@@ -53,6 +53,42 @@ pub fn refuse(media: Media, status: StatusCode, code: &str, message: &str) -> Re
     respond_bytes(media, status, refusal::body(code, message))
 }
 
+/// The longest a request without credentials waits for the strangers' pace; one that would wait
+/// longer is refused after this pause.
+const STRANGER_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Requests without credentials share one pace ([`AppState::strangers`]) before any other work:
+/// a flood of them, nesting bombs or not, waits its turn instead of taking the processor from
+/// popugs, whose requests never wait on it. A client sending back to back is held to the pace
+/// by its own waits, and refused (429) only after the longest one. WebSocket upgrades and the
+/// GraphiQL page are not GraphQL requests, and sockets are paced by the popug they sign in as.
+pub async fn strangers_pace(
+    State(app): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let headers = request.headers();
+    let stranger = !headers.contains_key(header::AUTHORIZATION)
+        && !headers.contains_key(header::UPGRADE)
+        && (request.method() == axum::http::Method::POST || request.uri().query().is_some());
+    if stranger {
+        match app.strangers.reserve("", 1.0, STRANGER_WAIT) {
+            Some(wait) => tokio::time::sleep(wait).await,
+            None => {
+                tokio::time::sleep(STRANGER_WAIT).await;
+                let media = negotiate(request.headers()).unwrap_or(Media::Json);
+                return refuse(
+                    media,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    RATE_LIMITED,
+                    "too many requests without credentials reach this gateway; sign in, or try again in a moment",
+                );
+            }
+        }
+    }
+    next.run(request).await
+}
+
 /// `POST /graphql`.
 pub async fn post(
     State(app): State<AppState>,
@@ -286,16 +322,8 @@ async fn answer(
         (Session::Popug(popug), Some(key)) if mutation => Some((popug.id.0.clone(), key)),
         _ => None,
     };
-    // One popug's requests run a few at a time; the rest wait their turn, within the limit.
-    let _turn = match &session {
-        Session::Popug(popug) => {
-            match tokio::time::timeout_at(deadline, app.turns.take(&popug.id.0)).await {
-                Ok(turn) => Some(turn),
-                Err(_) => return timed_out(app),
-            }
-        }
-        _ => None,
-    };
+    // One popug's requests take their turns by cost once validated (`api::turns`), within the
+    // deadline.
     let request = request.data(session).data(Loaders::new(&app.services));
     match keyed_by {
         Some((popug, key)) => keyed::run(app, &popug, &key, request, deadline).await,

@@ -399,20 +399,8 @@ fn start(
             let message = json!({ "type": "error", "id": id, "payload": error });
             Outgoing::Failed(id, message.to_string())
         };
-        // A query or mutation takes one of its popug's turns, as over HTTP; a subscription
-        // waits on the feed, not the database, and takes none.
-        let _turn = match (&popug, deadline) {
-            (Some(popug), Some(deadline)) => {
-                match tokio::time::timeout_at(deadline, app.turns.take(popug)).await {
-                    Ok(turn) => Some(turn),
-                    Err(_) => {
-                        let _ = outgoing.send(timed_out(id)).await;
-                        return;
-                    }
-                }
-            }
-            _ => None,
-        };
+        // A query or mutation takes its popug's turns by cost once validated
+        // (`api::turns`), as over HTTP, within the deadline.
         if let (Some(popug), Some(key), Some(deadline)) = (&popug, &key, deadline) {
             let answer = keyed::run(&app, popug, key, request, deadline).await;
             for message in answered(protocol, id, &answer) {
