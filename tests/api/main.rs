@@ -30,6 +30,7 @@ mod nats;
 mod nodes;
 mod operating;
 mod origins;
+mod pace;
 mod payday;
 mod popugs;
 mod production;
