@@ -1,5 +1,6 @@
-//! Paces: a popug's documents spend its complexity budget, over HTTP and WebSocket alike, and
-//! requests without a token share one pace that popugs with a token never wait on.
+//! Paces: a popug's documents spend its complexity budget, over HTTP and WebSocket alike (a
+//! refused one spends a little too), and requests without a token share one pace that popugs
+//! with a token never wait on.
 
 use std::time::{Duration, Instant};
 
@@ -118,6 +119,39 @@ async fn a_popugs_documents_spend_its_complexity_budget(database: TestDatabase) 
             assert!(body["data"]["tasks"].is_object(), "{body}");
         }
     }
+
+    // Refused documents spend 100 each: ten fit the burst, the eleventh waits its turn, and
+    // each keeps its own refusal.
+    let mal = app.user("worker", "mal").await;
+    // Unknown, unparsable, and over the complexity limit (4 × 151 > 500).
+    let page = PAGE
+        .strip_prefix("{ ")
+        .and_then(|page| page.strip_suffix(" }"))
+        .expect("a page in braces");
+    let too_complex = format!("{{ a: {page} b: {page} c: {page} d: {page} }}");
+    let (_, _, body, _) = timed(&app, Some(&bob.token), &too_complex).await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("complex")),
+        "{body}"
+    );
+    for query in ["{ nope }", "{ me { id ", too_complex.as_str()]
+        .iter()
+        .cycle()
+        .take(10)
+    {
+        let (status, _, body, took) = timed(&app, Some(&mal.token), query).await;
+        assert_ne!(status, 429, "{body}");
+        assert_ne!(code(&body), "RATE_LIMITED", "{body}");
+        assert!(took < Duration::from_millis(400), "{took:?}");
+    }
+    let (_, _, body, took) = timed(&app, Some(&mal.token), "{ nope }").await;
+    assert_eq!(code(&body), "GRAPHQL_VALIDATION_FAILED", "{body}");
+    assert!(
+        took >= Duration::from_millis(500),
+        "a refusal past the budget took {took:?}"
+    );
 }
 
 async fn strangers_wait_their_pace_and_popugs_never_do(database: TestDatabase) {

@@ -113,8 +113,8 @@ pub struct QueryLimits {
 pub fn build_schema(services: Services, limits: QueryLimits, turns: Arc<Turns>) -> AtesSchema {
     let builder = schema_builder()
         .data(services)
-        .extension(shape::Shape(limits.shape))
         .extension(turns::TakeTurns(turns))
+        .extension(shape::Shape(limits.shape))
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity);
     if limits.introspection {

@@ -271,7 +271,7 @@ pub struct Limits {
 
     /// Complexity one popug's documents may cost per second together (with a burst of two
     /// documents at the limit); one that would overspend waits up to 2 s, then is refused with
-    /// `RATE_LIMITED`. 0: unpaced.
+    /// `RATE_LIMITED`. A document refused before it runs spends 100. 0: unpaced.
     #[arg(long, env = "ATES_COMPLEXITY_PER_SECOND", default_value_t = 5_000)]
     pub complexity_per_second: u64,
 

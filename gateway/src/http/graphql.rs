@@ -73,7 +73,8 @@ pub async fn strangers_pace(
         && (request.method() == axum::http::Method::POST || request.uri().query().is_some());
     if stranger {
         match app.strangers.reserve("", 1.0, STRANGER_WAIT) {
-            Some(wait) => tokio::time::sleep(wait).await,
+            Some(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
+            Some(_) => {}
             None => {
                 tokio::time::sleep(STRANGER_WAIT).await;
                 let media = negotiate(request.headers()).unwrap_or(Media::Json);
