@@ -80,6 +80,9 @@ impl Turns {
     }
 }
 
+/// Buckets kept before full ones are forgotten.
+const MAX_BUCKETS: usize = 10_000;
+
 /// A budget per key, refilled continuously at `per_second` up to `burst`, that callers wait on
 /// rather than being refused: each spends what it costs at once, and when that leaves the budget
 /// below zero it waits until the refill has covered it. Waiting callers queue by what they
@@ -128,53 +131,21 @@ impl Pace {
     }
 }
 
-/// Mutations a popug may send per second, refilled continuously, with as many in a burst.
-pub struct RateLimiter {
-    per_second: f64,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
-}
-
-/// Buckets kept before full ones are forgotten.
-const MAX_BUCKETS: usize = 10_000;
+/// Mutations a popug may send per second, refilled continuously, with as many in a burst: a
+/// [`Pace`] that never makes anyone wait.
+pub struct RateLimiter(Pace);
 
 impl RateLimiter {
     /// `per_second` of zero lets everything through.
     pub fn new(per_second: u32) -> Self {
-        Self {
-            per_second: f64::from(per_second),
-            buckets: Mutex::new(HashMap::new()),
-        }
+        Self(Pace::new(u64::from(per_second), u64::from(per_second)))
     }
 
     /// Takes `count` mutations from the popug's budget at once, or none when it holds fewer.
     pub fn allow(&self, popug: &str, count: u64) -> bool {
-        if self.per_second <= 0.0 {
-            return true;
-        }
-        let now = Instant::now();
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if buckets.len() > MAX_BUCKETS {
-            let per_second = self.per_second;
-            buckets.retain(|_, (tokens, at)| {
-                *tokens + now.duration_since(*at).as_secs_f64() * per_second < per_second
-            });
-        }
-        let (tokens, at) = buckets
-            .entry(popug.to_owned())
-            .or_insert((self.per_second, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second)
-            .min(self.per_second);
-        *at = now;
-        let count = count as f64;
-        if *tokens >= count {
-            *tokens -= count;
-            true
-        } else {
-            false
-        }
+        self.0
+            .reserve(popug, count as f64, Duration::ZERO)
+            .is_some()
     }
 }
 

@@ -554,15 +554,8 @@ impl Fuzzer<'_> {
                     Text(document.0.clone()).literal(),
                     variables.0
                 ));
-                let request = self.app.client.post(self.app.url("/graphql"));
-                self.http(
-                    "POST",
-                    self.signed(request, *signed_in)
-                        .header("content-type", "application/json")
-                        .body(body),
-                    attempt,
-                )
-                .await
+                self.http("POST", self.post_json(body, *signed_in), attempt)
+                    .await
             }
             Attempt::Get {
                 document,
@@ -591,15 +584,8 @@ impl Fuzzer<'_> {
                     .map(|d| format!("{{\"query\":{}}}", Text(d.0.clone()).literal()))
                     .collect();
                 let body = self.fill(&format!("[{}]", operations.join(",")));
-                let request = self.app.client.post(self.app.url("/graphql"));
-                self.http(
-                    "batch",
-                    self.signed(request, *signed_in)
-                        .header("content-type", "application/json")
-                        .body(body),
-                    attempt,
-                )
-                .await
+                self.http("batch", self.post_json(body, *signed_in), attempt)
+                    .await
             }
             Attempt::RawBody {
                 body,
@@ -663,6 +649,17 @@ impl Fuzzer<'_> {
             filled = filled.replace(&format!("⟦{n}⟧"), id);
         }
         filled
+    }
+
+    /// `POST /graphql` of a JSON body.
+    fn post_json(&self, body: String, signed_in: bool) -> reqwest::RequestBuilder {
+        let request = self
+            .app
+            .client
+            .post(self.app.url("/graphql"))
+            .header("content-type", "application/json")
+            .body(body);
+        self.signed(request, signed_in)
     }
 
     fn signed(&self, request: reqwest::RequestBuilder, signed_in: bool) -> reqwest::RequestBuilder {

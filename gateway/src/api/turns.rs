@@ -7,7 +7,7 @@
 
 use std::any::TypeId;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest, NextValidation,
@@ -33,7 +33,6 @@ impl ExtensionFactory for TakeTurns {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(Turn {
             turns: Arc::clone(&self.0),
-            weight: AtomicU32::new(1),
             complexity: AtomicUsize::new(0),
         })
     }
@@ -41,9 +40,7 @@ impl ExtensionFactory for TakeTurns {
 
 struct Turn {
     turns: Arc<Turns>,
-    /// What validation priced the document at, in turns.
-    weight: AtomicU32,
-    /// And in complexity.
+    /// What validation priced the document at.
     complexity: AtomicUsize,
 }
 
@@ -103,8 +100,6 @@ impl Extension for Turn {
                 return Err(errors);
             }
         };
-        self.weight
-            .store(self.turns.weight(priced.complexity), Ordering::Relaxed);
         self.complexity.store(priced.complexity, Ordering::Relaxed);
         Ok(priced)
     }
@@ -140,10 +135,7 @@ impl Extension for Turn {
                 return Response::from_errors(vec![error]);
             }
         }
-        let _turn = self
-            .turns
-            .take(popug, self.weight.load(Ordering::Relaxed))
-            .await;
+        let _turn = self.turns.take(popug, self.turns.weight(complexity)).await;
         next.run(ctx, operation_name).await
     }
 }

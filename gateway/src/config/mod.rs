@@ -275,7 +275,7 @@ pub struct Limits {
     #[arg(long, env = "ATES_COMPLEXITY_PER_SECOND", default_value_t = 5_000)]
     pub complexity_per_second: u64,
 
-    /// GraphQL requests without credentials a replica takes per second, all such clients
+    /// GraphQL requests without a valid token a replica takes per second, all such clients
     /// together (as many in a burst); more wait up to 1 s, then are refused with 429
     /// `RATE_LIMITED`. Popugs with a token are never held by strangers. 0: unpaced.
     #[arg(long, env = "ATES_ANONYMOUS_PER_SECOND", default_value_t = 50)]

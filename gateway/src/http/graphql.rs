@@ -59,18 +59,24 @@ const STRANGER_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Requests without credentials share one pace ([`AppState::strangers`]) before any other work:
 /// a flood of them, nesting bombs or not, waits its turn instead of taking the processor from
-/// popugs, whose requests never wait on it. A client sending back to back is held to the pace
-/// by its own waits, and refused (429) only after the longest one. WebSocket upgrades and the
-/// GraphiQL page are not GraphQL requests, and sockets are paced by the popug they sign in as.
+/// popugs, whose requests never wait on it. A token that does not verify is no credential (the
+/// signature check costs microseconds; the popug replica is not read here). A client sending
+/// back to back is held to the pace by its own waits, and refused (429) only after the longest
+/// one. WebSocket upgrades and the GraphiQL page are not GraphQL requests, and sockets are
+/// paced by the popug they sign in as.
 pub async fn strangers_pace(
     State(app): State<AppState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let headers = request.headers();
-    let stranger = !headers.contains_key(header::AUTHORIZATION)
-        && !headers.contains_key(header::UPGRADE)
+    let asks = !headers.contains_key(header::UPGRADE)
         && (request.method() == axum::http::Method::POST || request.uri().query().is_some());
+    let stranger = asks
+        && match crate::session::bearer_token(headers) {
+            Some(token) => app.sessions.verify(token).await.is_none(),
+            None => true,
+        };
     if stranger {
         match app.strangers.reserve("", 1.0, STRANGER_WAIT) {
             Some(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
