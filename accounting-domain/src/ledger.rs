@@ -12,7 +12,7 @@ use sqlx::AnyConnection;
 
 use crate::audit_log::{COLUMNS, LogRow};
 use crate::posting::{self, CONSUMER};
-use crate::{AccountingError, LogEntry, LogFilter, Prices};
+use crate::{AccountingError, EntryKind, LogEntry, LogFilter, Prices};
 
 /// How long [`Ledger::catch_up`] waits for events that an older, still running transaction
 /// holds back.
@@ -178,6 +178,12 @@ impl Ledger {
     /// the move before them when there is one (so a reader can tell who held the task before
     /// the first of them): at most `moves + 1` entries a task, in one query that the index on
     /// `(task_id, seq)` serves, however long the histories have grown.
+    ///
+    /// The query asks for one entry more of every kind instead of filtering on `kind`: a task
+    /// has one entry that is not a move (its creation), and a filter on `kind` let PostgreSQL,
+    /// with statistics taken while the log was small, intersect the index on `kind` (every
+    /// move of every task) with the one on `task_id`: 10 to 20 ms for a page's histories
+    /// instead of one.
     pub async fn histories(
         &self,
         task_ids: &[TaskId],
@@ -186,15 +192,15 @@ impl Ledger {
         if task_ids.is_empty() {
             return Ok(HashMap::new());
         }
+        let kept = moves.saturating_add(1);
         let keys = task_ids.iter().map(|id| Value::Text(id.0.clone()));
         let sql = format!(
             "SELECT {COLUMNS} FROM ( \
                SELECT {COLUMNS}, ROW_NUMBER() OVER (PARTITION BY task_id ORDER BY seq DESC) AS nth \
-               FROM audit_log \
-               WHERE kind IN ('TASK_ASSIGNED', 'TASK_COMPLETED') AND task_id IN ({}) \
+               FROM audit_log WHERE task_id IN ({}) \
              ) recent WHERE nth <= {}",
             ates_db::list_placeholders(self.db.backend(), task_ids.len()),
-            moves.saturating_add(1),
+            kept.saturating_add(1),
         );
         let mut rows: Vec<LogRow> =
             ates_db::bind_all_as(sqlx::query_as(sqlx::AssertSqlSafe(sql)), keys)
@@ -203,9 +209,17 @@ impl Ledger {
         rows.sort_by_key(|row| row.seq());
         let mut histories: HashMap<TaskId, Vec<LogEntry>> = HashMap::new();
         for entry in rows.into_iter().map(LogEntry::from) {
-            if let Some(task) = entry.task_id.clone() {
+            let is_move = matches!(
+                entry.kind,
+                EntryKind::TaskAssigned | EntryKind::TaskCompleted
+            );
+            if let (true, Some(task)) = (is_move, entry.task_id.clone()) {
                 histories.entry(task).or_default().push(entry);
             }
+        }
+        for entries in histories.values_mut() {
+            let surplus = entries.len().saturating_sub(kept);
+            entries.drain(..surplus);
         }
         Ok(histories)
     }

@@ -167,7 +167,12 @@ impl Gateway {
             .env("ATES_JWT_SECRET", SECRET)
             .env("ATES_MUTATIONS_PER_SECOND", "0")
             .env("ATES_METRICS", "false")
-            .env("RUST_LOG", "error")
+            // Its log filter is `BENCH_LOG` (errors only without it), so that the gateway's
+            // logs can be read after a run without the bench's own filter.
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .envs(settings.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -8,6 +8,7 @@ mod history;
 pub mod ids;
 mod node;
 mod page;
+mod pass;
 mod payday;
 mod popug;
 mod scalars;
@@ -35,6 +36,7 @@ use crate::workers::feed::Feed;
 use accounting::PriceLoader;
 pub use error::{ApiError, ApiResult};
 use history::HistoryLoader;
+pub use pass::{Driven, Pass};
 use popug::{PopugLoader, PopugObject};
 use task::TaskLoader;
 
@@ -114,6 +116,7 @@ pub fn build_schema(services: Services, limits: QueryLimits, turns: Arc<Turns>) 
     let builder = schema_builder()
         .data(services)
         .extension(turns::TakeTurns(turns))
+        .extension(pass::Passes)
         .extension(shape::Shape(limits.shape))
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity);
@@ -138,32 +141,35 @@ pub struct Loaders {
     tasks: DataLoader<TaskLoader>,
     prices: DataLoader<PriceLoader>,
     histories: DataLoader<HistoryLoader>,
+    /// Their fetches wait for the executor's pass to end (`pass`).
+    pass: Arc<Pass>,
 }
 
-/// How long a loader waits for more keys before it loads. The fields of a page register their
-/// keys in one pass of the executor, before a load can start, so there is nothing to wait for;
-/// async-graphql's default of 1 ms added that much to every request that reads a price or a
-/// name.
+/// How long a loader waits for more keys before it loads: not at all, because a fetch waits
+/// for the pass of the executor that registers the keys to end ([`Pass`]). async-graphql's
+/// default of 1 ms added that much to every request that reads a price or a name.
 const GATHER: std::time::Duration = std::time::Duration::ZERO;
 
 impl Loaders {
     pub fn new(services: &Services) -> Self {
+        let pass = Arc::new(Pass::default());
         Self {
-            popugs: DataLoader::new(PopugLoader::new(services.popugs.clone()), tokio::spawn)
-                .delay(GATHER),
-            tasks: DataLoader::new(TaskLoader(services.tracker.clone()), tokio::spawn)
-                .delay(GATHER),
-            prices: DataLoader::new(
-                PriceLoader(services.accounting.ledger().clone()),
-                tokio::spawn,
-            )
-            .delay(GATHER),
-            histories: DataLoader::new(
-                HistoryLoader(services.accounting.ledger().clone()),
-                tokio::spawn,
-            )
-            .delay(GATHER),
+            popugs: Self::loader(&pass, PopugLoader::new(services.popugs.clone())),
+            tasks: Self::loader(&pass, TaskLoader(services.tracker.clone())),
+            prices: Self::loader(&pass, PriceLoader(services.accounting.ledger().clone())),
+            histories: Self::loader(&pass, HistoryLoader(services.accounting.ledger().clone())),
+            pass,
         }
+    }
+
+    fn loader<T: Send + Sync + 'static>(pass: &Arc<Pass>, load: T) -> DataLoader<T> {
+        let pass = Arc::clone(pass);
+        DataLoader::new(load, move |fetch| pass.spawn(fetch)).delay(GATHER)
+    }
+
+    /// What drives the request's executor in passes.
+    pub fn pass(&self) -> &Arc<Pass> {
+        &self.pass
     }
 }
 

@@ -8,6 +8,7 @@
 //! auth service deactivates its popug or changes its role.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::futures_util::StreamExt as _;
@@ -23,7 +24,7 @@ use async_graphql::parser::types::OperationType;
 
 use super::answer::Answer;
 use super::keyed;
-use crate::api::{Loaders, shape};
+use crate::api::{Driven, Loaders, shape};
 use crate::metrics::{self, Held};
 use crate::nesting;
 use crate::refusal::{
@@ -383,9 +384,11 @@ fn start(
         deadline,
         key,
     } = operation;
-    let request = request
-        .data(session.clone())
-        .data(Loaders::new(&app.services));
+    let loaders = Loaders::new(&app.services);
+    // A subscription's events are resolved as passes of its loaders, as queries are by
+    // `api::Passes`.
+    let pass = Arc::clone(loaders.pass());
+    let request = request.data(session.clone()).data(loaders);
     let popug = match session {
         Session::Popug(popug) => Some(popug.id.0.clone()),
         _ => None,
@@ -410,7 +413,7 @@ fn start(
             }
             return;
         }
-        let stream = app.schema.execute_stream(request);
+        let stream = Driven::new(&pass, app.schema.execute_stream(request));
         tokio::pin!(stream);
         loop {
             let next = match deadline {
