@@ -57,6 +57,8 @@ pub enum DbError {
     Sql(#[from] sqlx::Error),
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Backup(String),
 }
 
 /// How long a pooled connection may sit idle before it is tested (pinged) again when handed
@@ -230,6 +232,35 @@ impl Db {
 
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// Writes a consistent copy of a SQLite database to the new file `to`, owner-only, while
+    /// gateways go on writing: `VACUUM INTO` reads one snapshot, the write-ahead log included
+    /// (copying the database file alone misses what still sits in `-wal`). PostgreSQL is backed
+    /// up with its own tools (`pg_dump`).
+    pub async fn backup_to(&self, to: &std::path::Path) -> Result<(), DbError> {
+        if self.backend != Backend::Sqlite {
+            return Err(DbError::Backup(
+                "on PostgreSQL, back up with pg_dump (README, Backups)".into(),
+            ));
+        }
+        if to.exists() {
+            return Err(DbError::Backup(format!(
+                "{} exists already: a backup never overwrites a file",
+                to.display()
+            )));
+        }
+        let path = to
+            .to_str()
+            .ok_or_else(|| DbError::Backup("the backup path must be UTF-8".into()))?;
+        // Created empty and owner-only first (SQLite writes into an empty file): the copy
+        // holds every popug's money.
+        create_private(&format!("sqlite://{path}"));
+        sqlx::query("VACUUM INTO ?")
+            .bind(path)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Applies the migrations of this backend that are not applied yet.

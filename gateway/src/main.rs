@@ -59,6 +59,14 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         max_backlog_secs: u64,
     },
+    /// Write a consistent copy of the SQLite database to FILE, owner-only, while gateways run
+    /// (never copy `ates.db` itself: recent commits sit in `ates.db-wal`). Restore by putting
+    /// the copy in place of `ates.db` while no gateway runs, then run `verify`. On PostgreSQL,
+    /// use pg_dump.
+    Backup {
+        /// The new file; it must not exist.
+        file: std::path::PathBuf,
+    },
     /// Print a token signed with the configured secret, for trying the API.
     Token {
         /// admin, manager, accountant, or any other string for an ordinary popug.
@@ -131,6 +139,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::CloseDay { day } => close_day(cli.config, day).await,
         Command::Verify { max_backlog_secs } => verify(cli.config, max_backlog_secs).await,
+        Command::Backup { file } => {
+            let db = gateway::connect(&cli.config).await?;
+            db.backup_to(&file).await?;
+            println!("backed up to {}", file.display());
+            Ok(())
+        }
         Command::Config => {
             print!("{}", cli.config.describe());
             Ok(())

@@ -12,6 +12,7 @@ mod accounting;
 mod auth;
 mod auth_events;
 mod authorization;
+mod backup;
 mod bounds;
 mod cli;
 mod concurrency;
