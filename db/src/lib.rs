@@ -6,7 +6,7 @@
 //! Time is stored as microseconds since the Unix epoch (`BIGINT`), which both backends order and
 //! compare the same way.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -238,28 +238,35 @@ impl Db {
     /// gateways go on writing: `VACUUM INTO` reads one snapshot, the write-ahead log included
     /// (copying the database file alone misses what still sits in `-wal`). PostgreSQL is backed
     /// up with its own tools (`pg_dump`).
-    pub async fn backup_to(&self, to: &std::path::Path) -> Result<(), DbError> {
+    pub async fn backup_to(&self, to: &Path) -> Result<(), DbError> {
         if self.backend != Backend::Sqlite {
             return Err(DbError::Backup(
                 "on PostgreSQL, back up with pg_dump (README, Backups)".into(),
             ));
         }
-        if to.exists() {
-            return Err(DbError::Backup(format!(
-                "{} exists already: a backup never overwrites a file",
-                to.display()
-            )));
-        }
         let path = to
             .to_str()
             .ok_or_else(|| DbError::Backup("the backup path must be UTF-8".into()))?;
         // Created empty and owner-only first (SQLite writes into an empty file): the copy
-        // holds every popug's money.
-        create_private(&format!("sqlite://{path}"));
-        sqlx::query("VACUUM INTO ?")
+        // holds every popug's money. Creating it is also what refuses an existing file.
+        create_owner_only(to).map_err(|error| {
+            DbError::Backup(match error.kind() {
+                std::io::ErrorKind::AlreadyExists => format!(
+                    "{} exists already: a backup never overwrites a file",
+                    to.display()
+                ),
+                _ => format!("cannot create {}: {error}", to.display()),
+            })
+        })?;
+        let copied = sqlx::query("VACUUM INTO ?")
             .bind(path)
             .execute(&self.pool)
-            .await?;
+            .await;
+        if let Err(error) = copied {
+            // No half-written file is left to be taken for a backup.
+            let _ = std::fs::remove_file(to);
+            return Err(error.into());
+        }
         Ok(())
     }
 
@@ -383,13 +390,18 @@ fn create_private(url: &str) {
     if path.is_empty() || path.starts_with(':') || url.contains("mode=memory") {
         return;
     }
+    // There already, or the folder is missing or not ours: then SQLite opens it, or says
+    // why not in its own words.
+    let _ = create_owner_only(Path::new(path));
+}
+
+/// Creates the new, empty file `path`, readable and writable by its owner only.
+fn create_owner_only(path: &Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    // There already, or the folder is missing or not ours: then SQLite opens it, or says
-    // why not in its own words.
-    let _ = options.open(path);
+    options.open(path)
 }
 
 fn with_create_mode(url: &str) -> String {

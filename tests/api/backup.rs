@@ -2,47 +2,34 @@
 //! passes `verify`, and charges the next task at once.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use crate::helpers::{Gateway, TestDatabase, User, key_of, post_graphql, run_gateway};
 
-use crate::helpers::{Gateway, TestDatabase, User, key_of};
-
-/// Runs the binary on `url`; whether it succeeded, and what it printed.
+/// `gateway …` on the database at `url`, with `folder` as its data folder.
 fn run(args: &[&str], url: &str, folder: &Path) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(args)
-        .env("DATABASE_URL", url)
-        .env("ATES_DATA_DIR", folder)
-        .output()
-        .expect("run the gateway");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), text)
+    run_gateway(
+        args,
+        &[
+            ("DATABASE_URL", url),
+            ("ATES_DATA_DIR", folder.to_str().unwrap()),
+        ],
+    )
 }
 
-async fn post(
-    client: &reqwest::Client,
-    url: &str,
-    user: &User,
-    query: &str,
-    variables: Value,
-) -> Value {
-    let response = client
-        .post(url)
-        .bearer_auth(&user.token)
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .expect("the gateway answers");
-    let body: Value = response.json().await.expect("a JSON body");
+/// Creates a task titled `title` as `user`; its key.
+async fn create(client: &reqwest::Client, url: &str, user: &User, title: &str) -> String {
+    let body = post_graphql(
+        client,
+        url,
+        &user.token,
+        &format!("mutation {{ createTask(input: {{title: \"{title}\"}}) {{ id }} }}"),
+    )
+    .await;
     assert!(body.get("errors").is_none(), "{body}");
-    body
+    key_of(&body["data"]["createTask"]["id"])
 }
-
-const CREATE: &str = "mutation($t: String!) { createTask(input: {title: $t}) { id } }";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_under_writes_restores_every_acknowledged_task() {
@@ -54,7 +41,7 @@ async fn a_backup_taken_under_writes_restores_every_acknowledged_task() {
         .collect();
     let gateway = Gateway::start(&database);
     for user in workers.iter().chain([&manager]) {
-        post(&client, &gateway.url, user, "{ me { id } }", json!({})).await;
+        post_graphql(&client, &gateway.url, &user.token, "{ me { id } }").await;
     }
 
     // Four clients create tasks back to back; each acknowledged id is kept.
@@ -67,15 +54,7 @@ async fn a_backup_taken_under_writes_restores_every_acknowledged_task() {
             tokio::spawn(async move {
                 let mut i = 0;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let body = post(
-                        &client,
-                        &url,
-                        &manager,
-                        CREATE,
-                        json!({ "t": format!("w{w} {i}") }),
-                    )
-                    .await;
-                    let id = key_of(&body["data"]["createTask"]["id"]);
+                    let id = create(&client, &url, &manager, &format!("w{w} {i}")).await;
                     acknowledged.lock().unwrap().push(id);
                     i += 1;
                 }
@@ -144,15 +123,7 @@ async fn a_backup_taken_under_writes_restores_every_acknowledged_task() {
     // A gateway on the restored file charges a new task's fee within a second.
     let gateway = Gateway::start(&restored);
     let started = Instant::now();
-    let body = post(
-        &client,
-        &gateway.url,
-        &manager,
-        CREATE,
-        json!({ "t": "after the restore" }),
-    )
-    .await;
-    let id = key_of(&body["data"]["createTask"]["id"]);
+    let id = create(&client, &gateway.url, &manager, "after the restore").await;
     loop {
         let charged: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM audit_log WHERE task_id = ? AND kind = 'TASK_ASSIGNED'",

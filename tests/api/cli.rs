@@ -1,20 +1,6 @@
 //! The operator's subcommands, run as the real binary.
 
-use std::process::Command;
-
-use crate::helpers::TestDatabase;
-
-fn gateway(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run the gateway");
-    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&output.stderr));
-    (output.status.success(), text)
-}
+use crate::helpers::{TestDatabase, run_gateway as gateway};
 
 #[test]
 fn config_prints_the_effective_settings_without_secrets() {

@@ -2,13 +2,11 @@
 //! healthy ledger passes; each invariant, broken on purpose by SQL (the append-only triggers
 //! dropped), is caught and named, and the command exits 1.
 
-use std::process::Command;
-
 use accounting_domain::{Calendar, Ledger, Payday};
 use serde_json::json;
 use task_domain::{NewTask, Popugs, TaskId, Tracker};
 
-use crate::helpers::{TestApp, TestDatabase, domain_popugs};
+use crate::helpers::{TestApp, TestDatabase, domain_popugs, run_gateway};
 use crate::on_both_backends;
 
 on_both_backends!(a_healthy_ledger_passes_and_each_breach_is_named);
@@ -61,16 +59,15 @@ async fn history(database: &TestDatabase) -> ates_db::Db {
 
 /// `gateway verify` on the database: whether it passed, and what it printed.
 fn verify(database: &TestDatabase) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(["verify", "--max-backlog-secs", "60"])
-        .env("DATABASE_URL", &database.url)
-        .env("ATES_DATA_DIR", database.folder())
-        .env("ATES_CLOCK_FILE", database.folder().join("clock"))
-        .output()
-        .expect("run the gateway");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), text)
+    let clock = database.folder().join("clock");
+    run_gateway(
+        &["verify", "--max-backlog-secs", "60"],
+        &[
+            ("DATABASE_URL", &database.url),
+            ("ATES_DATA_DIR", database.folder().to_str().unwrap()),
+            ("ATES_CLOCK_FILE", clock.to_str().unwrap()),
+        ],
+    )
 }
 
 /// The line of the check named `name`.

@@ -13,7 +13,7 @@ pub use app::{
     TestApp, TestDatabase, User, WantedFakes, config, global_id, key_of, token, token_with,
 };
 pub use invariants::{assert_events_match_their_schemas, assert_ledger_invariants, settled};
-pub use process::{Gateway, js_dir, post_graphql};
+pub use process::{Gateway, js_dir, post_graphql, run_gateway};
 
 pub const SECRET: &str = "test-secret-shared-with-the-auth-service";
 

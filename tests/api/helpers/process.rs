@@ -102,6 +102,21 @@ impl Drop for Gateway {
     }
 }
 
+/// One of the gateway's subcommands run as the real binary, with `env` as its only database
+/// settings (the caller's `DATABASE_URL` is not passed on): whether it succeeded, and what it
+/// printed on stdout then stderr.
+pub fn run_gateway(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the gateway");
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
 /// A GraphQL request to a gateway started as a process (`url` is its `/graphql`); the whole
 /// answer.
 pub async fn post_graphql(
